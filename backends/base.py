@@ -1,0 +1,96 @@
+"""The contract every backend adapter fulfils.
+
+A backend is the array namespace of one framework plus the few primitives the array API lacks.
+The core (geometry, stencils, ops) only ever talks to this interface, so it never imports a
+framework itself.
+"""
+
+import numpy as np
+
+from foscat_core._validation import check_dtype_name
+
+
+class Backend:
+    """Base class of the NumPy, PyTorch and TensorFlow adapters.
+
+    Attributes
+    ----------
+    name : str
+        ``"numpy"``, ``"torch"`` or ``"tensorflow"``.
+    xp : module-like
+        The array namespace (array-api-compat for NumPy and torch, a shim for TensorFlow).
+    has_autograd : bool
+    """
+
+    name = "base"
+    has_autograd = False
+
+    def __repr__(self):
+        return f"<foscat_core backend {self.name!r}>"
+
+    # --- arrays ---------------------------------------------------------------------------
+    def dtype(self, name):
+        """The framework dtype for ``"float32"`` / ``"float64"`` (also ``"int64"``, ``"bool"``)."""
+        raise NotImplementedError
+
+    def dtype_name(self, x):
+        """``"float32"``, ``"float64"``, ... of a backend array."""
+        return str(x.dtype).replace("torch.", "").replace("<dtype: '", "").replace("'>", "")
+
+    def is_native(self, x):
+        """True when ``x`` is already an array of this backend."""
+        raise NotImplementedError
+
+    def asarray(self, x, dtype=None):
+        """``x`` (NumPy array, list, scalar or native array) as a native array on this backend's
+        device; ``dtype`` is a name such as ``"float32"`` (``None`` keeps the dtype)."""
+        raise NotImplementedError
+
+    def to_numpy(self, x):
+        """A NumPy copy of a native array (detached from any graph)."""
+        raise NotImplementedError
+
+    def index_array(self, idx):
+        """An int64 index array from a NumPy array, on this backend's device."""
+        return self.asarray(np.asarray(idx, dtype=np.int64))
+
+    # --- primitives the array API lacks -------------------------------------------------------
+    def take(self, x, idx, axis):
+        """Gather ``x`` along ``axis`` with a 1-D index array (from :meth:`index_array`)."""
+        return self.xp.take(x, idx, axis=axis)
+
+    def sparse_operator(self, indptr, indices, data, shape, dtype):
+        """A sparse CSR matrix of ``shape`` (rows = output cells) ready for :meth:`stencil_contract`.
+
+        ``indptr`` (n_rows + 1,), ``indices`` (nnz,) int64 and ``data`` (nnz,) float64 NumPy
+        arrays; ``dtype`` the name of the floating type to hold the values in.
+        """
+        raise NotImplementedError
+
+    def stencil_contract(self, xt, wr, op):
+        """The oriented-stencil product at the heart of ``conv``.
+
+        Parameters
+        ----------
+        xt : native array, shape (B, N_in, C_in)
+        wr : native array, shape (C_in, P * C_out), column ``p * C_out + o`` = kernel point p,
+            output channel o.
+        op : sparse operator from :meth:`sparse_operator`, shape (N_out, N_in * P).
+
+        Returns
+        -------
+        native array, shape (B, N_out, C_out):
+        ``out[b] = op @ reshape(xt[b] @ wr, (N_in * P, C_out))``, differentiable in ``xt`` and ``wr``.
+        """
+        raise NotImplementedError
+
+    # --- autograd -------------------------------------------------------------------------
+    def value_and_grad(self, fn, x):
+        """``(fn(x), d fn / d x)`` for a scalar-valued ``fn`` of one native array ``x``."""
+        raise NotImplementedError(
+            f"the {self.name!r} backend has no automatic differentiation; "
+            "use backend='torch' or backend='tensorflow' for gradients"
+        )
+
+    def check_float_dtype(self, dtype):
+        return check_dtype_name(dtype)

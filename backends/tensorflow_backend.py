@@ -1,0 +1,98 @@
+"""TensorFlow backend: a namespace shim over raw TF ops, ``tf.GradientTape`` autograd, GPU when present.
+
+All ops are plain TensorFlow ops (no Keras), so they run eagerly and under ``tf.function``.
+"""
+
+import numpy as np
+
+from .base import Backend
+from .tf_namespace import TensorflowNamespace
+
+
+def _tf():
+    try:
+        import tensorflow as tf
+    except ImportError as err:  # pragma: no cover - exercised only without TensorFlow
+        raise ImportError(
+            "the 'tensorflow' backend needs TensorFlow: pip install 'foscat_core[tensorflow]' "
+            "(or pip install tensorflow-cpu)"
+        ) from err
+    return tf
+
+
+class _TfSparse:
+    """A CSR operator (N_out, N_in * P) as a ``tf.sparse.SparseTensor``."""
+
+    def __init__(self, tf, indptr, indices, data, shape, dtype):
+        rows = np.repeat(np.arange(shape[0], dtype=np.int64), np.diff(indptr))
+        self.shape = tuple(shape)
+        self.matrix = tf.sparse.SparseTensor(
+            indices=np.stack([rows, np.asarray(indices, dtype=np.int64)], axis=1),
+            values=tf.constant(np.asarray(data), dtype=dtype),
+            dense_shape=shape,
+        )
+
+
+class TensorflowBackend(Backend):
+    """TensorFlow tensors; ``device`` such as ``"/CPU:0"`` or ``"/GPU:0"`` (default: TF's placement)."""
+
+    name = "tensorflow"
+    has_autograd = True
+
+    def __init__(self, device=None):
+        tf = _tf()
+        self.tf = tf
+        self.xp = TensorflowNamespace(tf)
+        if device is None:
+            device = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
+        self.device = device
+
+    def __repr__(self):
+        return f"<foscat_core backend 'tensorflow' on {self.device}>"
+
+    def dtype(self, name):
+        return getattr(self.tf, name)
+
+    def dtype_name(self, x):
+        return x.dtype.name
+
+    def is_native(self, x):
+        return isinstance(x, (self.tf.Tensor, self.tf.Variable))
+
+    def asarray(self, x, dtype=None):
+        tf = self.tf
+        dt = None if dtype is None else self.dtype(dtype)
+        if self.is_native(x):
+            return x if dt is None or x.dtype == dt else tf.cast(x, dt)
+        with tf.device(self.device):
+            return tf.convert_to_tensor(np.asarray(x), dtype=dt)
+
+    def to_numpy(self, x):
+        return np.array(x.numpy() if self.is_native(x) else x, copy=True)
+
+    def take(self, x, idx, axis):
+        return self.tf.gather(x, idx, axis=axis)
+
+    def sparse_operator(self, indptr, indices, data, shape, dtype):
+        with self.tf.device(self.device):
+            return _TfSparse(self.tf, indptr, indices, data, shape, self.dtype(dtype))
+
+    def stencil_contract(self, xt, wr, op):
+        tf = self.tf
+        shape = tf.shape(xt)
+        batch, n_in = shape[0], shape[1]
+        n_points = op.shape[1] // int(xt.shape[1])
+        c_out = int(wr.shape[1]) // n_points
+        z = tf.reshape(tf.linalg.matmul(xt, wr), (batch, n_in * n_points, c_out))
+        # One sparse product for the whole batch: columns (batch, channel).
+        z = tf.reshape(tf.transpose(z, (1, 0, 2)), (n_in * n_points, batch * c_out))
+        out = tf.sparse.sparse_dense_matmul(op.matrix, z)
+        return tf.transpose(tf.reshape(out, (op.shape[0], batch, c_out)), (1, 0, 2))
+
+    def value_and_grad(self, fn, x):
+        tf = self.tf
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = fn(x)
+        return value, tape.gradient(value, x)

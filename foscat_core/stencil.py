@@ -1,0 +1,141 @@
+"""Oriented spherical convolution on a HEALPix domain."""
+
+import numpy as np
+
+from foscat_core.backends import resolve_backend
+
+from ._arrays import as_backend_array, check_cells_axis
+from ._validation import check_dtype_name, check_kernel_size, check_positive_int
+from .domain import Domain
+from .stencil_cache import stencil_table
+from .stencil_geometry import GAUGE_TYPES
+
+
+class SphericalStencil:
+    """K x K oriented stencils of every cell of a HEALPix domain, and the convolution built on them.
+
+    Parameters
+    ----------
+    nside : int
+        Power of two, NESTED ordering.
+    kernel_sz : int
+        Odd stencil side K; a kernel has P = K*K taps laid out like an image with north up:
+        tap ``p = i*K + j``, row ``i`` from north to south, column ``j`` from west to east (in the
+        gauge frame; see :mod:`foscat_core.stencil_geometry`).
+    cell_ids : array_like of int, shape (N,), optional
+        NESTED ids of a regional domain, any order (outputs follow it). ``None`` = full sky.
+    gauge_type : {"phi", "cosmo"}
+        Orientation of the local frame: ``"phi"`` has its first axis east (singular at the
+        poles), ``"cosmo"`` is rotated by ``-phi`` in the north and ``+phi`` in the south.
+    n_gauges : int
+        G frames per cell, gauge ``g`` rotated by ``g*pi/G``.
+    backend : str or Backend, optional
+        Framework the arrays live in; default: the one set with ``set_backend``.
+    dtype : {"float32", "float64"}
+
+    Attributes
+    ----------
+    index : ndarray of int64, shape (G, N, P, 4)
+        Positions in ``cell_ids`` of the 4 interpolation cells of each stencil point.
+    weight : ndarray of float64, shape (G, N, P, 4)
+        Bilinear weights; each (g, n, p) row sums to 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> st = SphericalStencil(4, 3, backend="numpy", dtype="float64")
+    >>> x = np.random.default_rng(0).normal(size=(2, 1, 192))
+    >>> w = np.zeros((1, 1, 9)); w[0, 0, 4] = 1.0   # centre tap only: identity
+    >>> bool(np.allclose(st.conv(x, w), x))
+    True
+    """
+
+    def __init__(self, nside, kernel_sz, *, cell_ids=None, gauge_type="phi", n_gauges=1, backend=None,
+                 dtype="float32"):
+        self.domain = Domain(nside, cell_ids)
+        self.nside = self.domain.nside
+        self.kernel_sz = check_kernel_size(kernel_sz)
+        self.n_points = self.kernel_sz**2
+        if gauge_type not in GAUGE_TYPES:
+            raise ValueError(f"gauge_type must be one of {GAUGE_TYPES}, got {gauge_type!r}")
+        self.gauge_type = gauge_type
+        self.n_gauges = check_positive_int(n_gauges, "n_gauges")
+        self.backend = resolve_backend(backend)
+        self.dtype = check_dtype_name(dtype)
+        self.index, self.weight = stencil_table(self.domain, self.kernel_sz, gauge_type, self.n_gauges)
+        self._operators = None
+
+    @property
+    def cell_ids(self):
+        return self.domain.cell_ids
+
+    @property
+    def n_cells(self):
+        return self.domain.n_cells
+
+    def __repr__(self):
+        return (f"SphericalStencil(nside={self.nside}, kernel_sz={self.kernel_sz}, {self.domain!r}, "
+                f"gauge_type={self.gauge_type!r}, n_gauges={self.n_gauges}, backend={self.backend.name!r}, "
+                f"dtype={self.dtype!r})")
+
+    def operators(self):
+        """Per-gauge sparse operators (N, N*P) on the backend, built on first use."""
+        if self._operators is None:
+            n, p = self.n_cells, self.n_points
+            ops = []
+            for g in range(self.n_gauges):
+                keep = self.weight[g] != 0.0  # (N, P, 4): drop the zero taps of regional borders
+                cols = (self.index[g] * p + np.arange(p)[None, :, None])[keep]
+                indptr = np.zeros(n + 1, dtype=np.int64)
+                np.cumsum(keep.reshape(n, -1).sum(axis=1), out=indptr[1:])
+                ops.append(self.backend.sparse_operator(indptr, cols, self.weight[g][keep], (n, n * p), self.dtype))
+            self._operators = ops
+        return self._operators
+
+    def conv(self, x, w):
+        """Convolve maps with oriented K x K kernels.
+
+        Parameters
+        ----------
+        x : array, shape (B, C_in, N)
+            Maps on the stencil's cells, in ``cell_ids`` order.
+        w : array, shape (C_in, C_out, P) or, with G gauges, (C_in, C_out_g, P) shared by all
+            gauges or (G, C_in, C_out_g, P) one kernel per gauge.
+
+        Returns
+        -------
+        array, shape (B, C_out, N) or (B, G*C_out_g, N)
+            ``y[b, o, n] = sum_{c, p} w[c, o, p] * x_interp[b, c, n, p]`` where ``x_interp`` is ``x``
+            interpolated at stencil point p of cell n. With G gauges, channels are gauge-major:
+            channel ``g*C_out_g + o`` is kernel o applied in gauge g's frame.
+        """
+        bk, xp = self.backend, self.backend.xp
+        x = as_backend_array(bk, x, "x", self.dtype)
+        w = as_backend_array(bk, w, "w", self.dtype)
+        if len(x.shape) != 3:
+            raise ValueError(f"x must have shape (B, C_in, N), got shape {tuple(x.shape)}")
+        check_cells_axis(x, self.n_cells, "x", f"the stencil's domain at nside={self.nside}")
+        c_in = int(x.shape[1])
+        if len(w.shape) == 4:
+            if int(w.shape[0]) != self.n_gauges:
+                raise ValueError(f"w of shape (G, C_in, C_out, P) must have G={self.n_gauges}, got {tuple(w.shape)}")
+            per_gauge = [w[g] for g in range(self.n_gauges)]
+        elif len(w.shape) == 3:
+            per_gauge = [w] * self.n_gauges
+        else:
+            raise ValueError(f"w must have shape (C_in, C_out, P) or (G, C_in, C_out, P), got {tuple(w.shape)}")
+        c_w, c_out, n_taps = (int(s) for s in per_gauge[0].shape)
+        if c_w != c_in:
+            raise ValueError(f"w has {c_w} input channels but x has {c_in} (w shape {tuple(w.shape)}, x shape {tuple(x.shape)})")
+        if n_taps != self.n_points:
+            raise ValueError(f"w must have P={self.n_points} taps (K={self.kernel_sz}) on its last axis, got {n_taps}")
+        xt = xp.permute_dims(x, (0, 2, 1))
+        outs = []
+        for wg, op in zip(per_gauge, self.operators()):
+            wr = xp.reshape(xp.permute_dims(wg, (0, 2, 1)), (c_in, self.n_points * c_out))
+            outs.append(bk.stencil_contract(xt, wr, op))
+        y = outs[0] if len(outs) == 1 else xp.concat(outs, axis=-1)
+        return xp.permute_dims(y, (0, 2, 1))
+
+    Convol_torch = conv
+    __call__ = conv

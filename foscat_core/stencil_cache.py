@@ -1,0 +1,105 @@
+"""Memory and disk cache of stencil tables.
+
+Tables are keyed by a hash of everything that determines them (format version, nside, K, gauge,
+G and the cell ids in the user's order). On disk they live in ``$FOSCAT_CORE_CACHE_DIR`` (default
+``$XDG_CACHE_HOME/foscat_core`` or ``~/.cache/foscat_core``); set the variable to an empty string to
+keep tables in memory only. Files are written atomically (temporary file + rename); a corrupt or
+stale file is rebuilt, never trusted.
+"""
+
+import hashlib
+import os
+import tempfile
+import threading
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+
+from .stencil_geometry import compute_stencil
+
+FORMAT_VERSION = 1
+_MEMORY_ENTRIES = 16
+_memory = OrderedDict()
+_lock = threading.Lock()
+
+
+def cache_dir():
+    """The disk cache folder, or ``None`` when disk caching is off."""
+    env = os.environ.get("FOSCAT_CORE_CACHE_DIR")
+    if env is not None:
+        return env or None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "foscat_core")
+
+
+def table_key(domain, kernel_sz, gauge_type, n_gauges):
+    digest = hashlib.sha1()
+    digest.update(f"v{FORMAT_VERSION}|{domain.nside}|{kernel_sz}|{gauge_type}|{n_gauges}|".encode())
+    digest.update(b"full" if domain.is_full_sky else domain.cell_ids.tobytes())
+    return digest.hexdigest()
+
+
+def stencil_table(domain, kernel_sz, gauge_type="phi", n_gauges=1):
+    """``(index, weight)`` of :func:`compute_stencil`, from memory, disk or a fresh build."""
+    key = table_key(domain, kernel_sz, gauge_type, n_gauges)
+    with _lock:
+        if key in _memory:
+            _memory.move_to_end(key)
+            return _memory[key]
+    shape = (n_gauges, domain.n_cells, kernel_sz * kernel_sz, 4)
+    folder = cache_dir()
+    path = os.path.join(folder, f"stencil_{key}.npz") if folder else None
+    table = _load(path, key, shape) if path else None
+    if table is None:
+        table = compute_stencil(domain, kernel_sz, gauge_type, n_gauges)
+        if path:
+            _save(path, key, table)
+    for arr in table:
+        arr.setflags(write=False)
+    with _lock:
+        _memory[key] = table
+        while len(_memory) > _MEMORY_ENTRIES:
+            _memory.popitem(last=False)
+    return table
+
+
+def clear_memory_cache():
+    with _lock:
+        _memory.clear()
+
+
+def _load(path, key, shape):
+    if not os.path.exists(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["key"]) != key:
+                raise ValueError("key mismatch")
+            index = data["index"].astype(np.int64)
+            weight = data["weight"].astype(np.float64)
+        if index.shape != shape or weight.shape != shape:
+            raise ValueError("shape mismatch")
+        if index.min() < 0 or index.max() >= shape[1] or not np.all(np.isfinite(weight)):
+            raise ValueError("values out of range")
+        return index, weight
+    except Exception as err:  # any unreadable file is rebuilt, whatever broke it
+        warnings.warn(f"rebuilding corrupt stencil cache file {path}: {err}", RuntimeWarning, stacklevel=3)
+        return None
+
+
+def _save(path, key, table):
+    index, weight = table
+    small = index.shape[1] < 2**31
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, key=np.array(key), index=index.astype(np.int32) if small else index, weight=weight)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as err:  # a read-only or full disk must not stop the computation
+        warnings.warn(f"could not write stencil cache {path}: {err}", RuntimeWarning, stacklevel=3)

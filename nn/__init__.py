@@ -1,0 +1,1 @@
+"""Networks on the HEALPix sphere (HealpixUNet, CNN, GCNN, HealpixViT): see the networks issue."""

@@ -1,0 +1,1 @@
+"""Loss and Synthesis (L-BFGS-B) on scattering statistics: see the synthesis issue."""

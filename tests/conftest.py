@@ -1,0 +1,60 @@
+"""Shared fixtures: every op test runs over the available backends x dtypes.
+
+NumPy float64 is the reference every other backend is compared with.
+"""
+
+import importlib.util
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+# Keep test stencil tables out of the user's cache folder.
+os.environ.setdefault("FOSCAT_CORE_CACHE_DIR", tempfile.mkdtemp(prefix="foscat_core_test_cache_"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+BACKENDS = [name for name, module in (("numpy", "numpy"), ("torch", "torch"), ("tensorflow", "tensorflow"))
+            if importlib.util.find_spec(module) is not None]
+AUTOGRAD_BACKENDS = [b for b in BACKENDS if b != "numpy"]
+DTYPES = ["float32", "float64"]
+# Agreement with the NumPy float64 reference, per dtype.
+TOLERANCE = {"float64": 1e-10, "float32": 1e-5}
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_name(request):
+    return request.param
+
+
+@pytest.fixture(params=DTYPES)
+def dtype(request):
+    return request.param
+
+
+@pytest.fixture(params=AUTOGRAD_BACKENDS)
+def autograd_backend(request):
+    return request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def to_numpy(x):
+    """A NumPy copy of a NumPy, torch or TensorFlow array."""
+    if hasattr(x, "detach"):
+        return x.detach().cpu().numpy()
+    if hasattr(x, "numpy"):
+        return x.numpy()
+    return np.asarray(x)
+
+
+def assert_close(actual, reference, dtype):
+    """Relative agreement (to the reference's scale) within the dtype's tolerance."""
+    actual, reference = to_numpy(actual), np.asarray(reference)
+    assert actual.shape == reference.shape
+    scale = max(1.0, float(np.max(np.abs(reference))))
+    err = float(np.max(np.abs(actual.astype(np.float64) - reference))) / scale
+    assert err <= TOLERANCE[dtype], f"max relative error {err:.3e} > {TOLERANCE[dtype]:.0e}"
