@@ -22,6 +22,11 @@ class TensorflowNamespace:
         return self._tf.cast(x, dtype)
 
     def reshape(self, x, shape):
+        # Under tf.function a leading dim (the batch) may be unknown; the core only reshapes
+        # trailing axes, so an unknown dim i of the target is dim i of the input.
+        if any(d is None for d in shape):
+            dynamic = self._tf.shape(x)
+            shape = [dynamic[i] if d is None else d for i, d in enumerate(shape)]
         return self._tf.reshape(x, shape)
 
     def permute_dims(self, x, axes):
