@@ -74,7 +74,9 @@ class TensorflowBackend(Backend):
         return self.tf.gather(x, idx, axis=axis)
 
     def sparse_operator(self, indptr, indices, data, shape, dtype):
-        with self.tf.device(self.device):
+        # Built eagerly even when first asked for inside a tf.function trace: an operator cached
+        # on the stencil must not belong to one graph.
+        with self.tf.init_scope(), self.tf.device(self.device):
             return _TfSparse(self.tf, indptr, indices, data, shape, self.dtype(dtype))
 
     def stencil_contract(self, xt, wr, op):

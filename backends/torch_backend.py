@@ -133,7 +133,7 @@ class TorchBackend(Backend):
         if isinstance(x, torch.Tensor):
             if x.device != self.device:
                 raise ValueError(
-                    f"tensor is on {x.device} but this object works on {self.device}; "
+                    f"tensor is on device {x.device} but this object works on {self.device}; "
                     f"move it with .to('{self.device}')"
                 )
             return x if dt is None or x.dtype == dt else x.to(dt)

@@ -1,16 +1,29 @@
 """Turning user input into backend arrays with clear errors (shared by the ops)."""
 
+from foscat_core.backends import backend_of
+
 
 def as_backend_array(backend, x, name, dtype=None):
     """``x`` as a native array of ``backend``.
 
-    NumPy arrays and lists are converted (to ``dtype`` when given, else kept as they are); native
-    arrays must already have ``dtype``: nothing is cast behind the user's back.
+    Host data (NumPy arrays, lists, scalars) is converted to ``dtype`` on every backend alike.
+    A framework tensor must belong to ``backend`` and already have ``dtype``: a tensor is never
+    cast or moved between frameworks behind the user's back (that would cut its autograd graph).
     """
-    if backend.is_native(x):
+    owner = backend_of(x)
+    if owner is not None:
+        if owner.name != backend.name:
+            raise TypeError(
+                f"{name} is a {owner.name} tensor but this operation runs on the {backend.name!r} "
+                f"backend; pass a {backend.name} array or NumPy data, or build the object with "
+                f"backend={owner.name!r}"
+            )
         if dtype is not None and backend.dtype_name(x) != dtype:
             raise TypeError(f"{name} has dtype {backend.dtype_name(x)} but {dtype} was expected; cast it first")
-        return x
+        try:
+            return backend.asarray(x)
+        except ValueError as err:  # e.g. a tensor on another device
+            raise ValueError(f"{name}: {err}") from err
     try:
         return backend.asarray(x, dtype=dtype)
     except (TypeError, ValueError) as err:

@@ -19,7 +19,7 @@ def down(x, nside, cell_ids=None, mode="max", backend=None):
     Parameters
     ----------
     x : array, shape (..., N)
-        Map(s) on ``cell_ids`` at ``nside`` (cells on the last axis), e.g. (B, C, N).
+        Floating-point map(s) on ``cell_ids`` at ``nside`` (cells on the last axis), e.g. (B, C, N).
     nside : int
         Resolution of ``x`` (>= 2).
     cell_ids : array_like of int, shape (N,), optional
@@ -50,6 +50,9 @@ def down(x, nside, cell_ids=None, mode="max", backend=None):
     if fine.nside < 2:
         raise ValueError("nside must be >= 2 to go down a level, got 1")
     x = as_backend_array(bk, x, "x")
+    if not bk.dtype_name(x).startswith(("float", "bfloat")):
+        # Integer maps would be truncated by a mean and cannot hold the -inf padding of a max.
+        raise TypeError(f"x must be a floating-point map for down(), got dtype {bk.dtype_name(x)}; cast it first")
     check_cells_axis(x, fine.n_cells, "x", f"len(cell_ids) at nside={fine.nside}")
     parent = fine.parent()
     lead = tuple(x.shape[:-1])
