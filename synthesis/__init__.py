@@ -1,1 +1,13 @@
-"""Loss and Synthesis (L-BFGS-B) on scattering statistics: see the synthesis issue."""
+"""Loss and Synthesis: L-BFGS-B synthesis of HEALPix maps, written once for every autograd backend.
+
+>>> from foscat_core.synthesis import Loss, Synthesis
+
+A :class:`Loss` wraps a user function ``function(x, scat_op, args)`` that returns a backend
+scalar; :class:`Synthesis` sums the losses and minimises them with scipy's L-BFGS-B on a float64
+host vector, the gradient coming from the backend's autograd (torch or TensorFlow).
+"""
+
+from .loss import BackendOnly, Loss
+from .synthesis import SYNTHESIS_BACKENDS, Synthesis
+
+__all__ = ["Loss", "BackendOnly", "Synthesis", "SYNTHESIS_BACKENDS"]

@@ -1,0 +1,69 @@
+"""Argument checks of :meth:`Synthesis.run`: clear errors naming the argument, never a silent reshape."""
+
+import numbers
+
+import numpy as np
+
+from foscat_core.backends import backend_of
+
+
+def host_array(x, name):
+    """``x`` (NumPy data, list, torch or TensorFlow tensor) as a NumPy array, checked real and finite."""
+    owner = backend_of(x)
+    if owner is not None:
+        x = owner.to_numpy(x)
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be an array of real numbers, got {type(x).__name__}: {err}") from err
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must hold at least one value, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name} must be finite, got {bad} NaN or infinite value(s)")
+    return arr
+
+
+def positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def positive_float(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def free_entries(shape, grd_mask, idx_grd):
+    """Flat indices of the entries L-BFGS-B moves, and the gradient weight of each.
+
+    ``grd_mask`` (shape of ``in_x``) weights the gradient, entries where it is 0 never move;
+    ``idx_grd`` (1-D ints) restricts the moving entries to those cells of the last axis.
+    """
+    size = int(np.prod(shape))
+    weight = np.ones(size, dtype=np.float64)
+    if grd_mask is not None:
+        mask = host_array(grd_mask, "grd_mask")
+        if mask.shape != tuple(shape):
+            raise ValueError(f"grd_mask must have the shape of in_x {tuple(shape)}, got {mask.shape}")
+        weight = mask.astype(np.float64).ravel()
+    moving = weight != 0.0
+    if idx_grd is not None:
+        idx = host_array(idx_grd, "idx_grd")
+        if not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 1:
+            raise TypeError(f"idx_grd must be a 1-D array of integer cell indices, got dtype {idx.dtype}, shape {idx.shape}")
+        n_cells = int(shape[-1]) if len(shape) else 1
+        if idx.min() < -n_cells or idx.max() >= n_cells:
+            raise ValueError(f"idx_grd must index the last axis of in_x (length {n_cells}), "
+                             f"got values in [{int(idx.min())}, {int(idx.max())}]")
+        on_cells = np.zeros(n_cells, dtype=bool)
+        on_cells[idx] = True
+        moving &= np.broadcast_to(on_cells, tuple(shape) if len(shape) else (1,)).ravel()
+    free = np.flatnonzero(moving)
+    if free.size == 0:
+        raise ValueError("grd_mask / idx_grd leave no entry of in_x free to move")
+    return free, weight[free]

@@ -1,0 +1,284 @@
+"""L-BFGS-B synthesis of maps: scipy drives a float64 host vector, the backend's autograd gives the gradient."""
+
+import time
+
+import numpy as np
+import scipy.optimize
+from tqdm.auto import tqdm
+
+from ._checks import free_entries, host_array, positive_float, positive_int
+from .loss import Loss
+
+SYNTHESIS_BACKENDS = ("torch", "tensorflow")
+
+
+class Synthesis:
+    """Minimise the sum of :class:`Loss` terms over a map with scipy's L-BFGS-B.
+
+    Parameters
+    ----------
+    loss_list : Loss or list of Loss
+        The terms of the objective; they must share one backend, and that backend must have
+        automatic differentiation (``"torch"`` or ``"tensorflow"``; the NumPy backend has none).
+        Terms may use different dtypes: each gets ``x`` in its own dtype.
+    verbose : bool
+        Show a tqdm progress bar and a loss line every ``EVAL_FREQUENCY`` iterations
+        (overridable per :meth:`run`).
+
+    Other keyword arguments of the reference library's constructor (Adam settings such as
+    ``eta``, ``beta1``...) are accepted and ignored: the optimiser is L-BFGS-B.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> def to_three(x, scat_op, args):
+    ...     return scat_op.backend.xp.sum((x - 3.0) ** 2)
+    >>> loss = Loss(to_three, None, backend="torch")
+    >>> out = Synthesis([loss], verbose=False).run(np.zeros(4), NUM_EPOCHS=20)
+    >>> bool(np.allclose(out, 3.0))
+    True
+    """
+
+    def __init__(self, loss_list, verbose=True, **ignored_adam_settings):
+        if isinstance(loss_list, Loss):
+            loss_list = [loss_list]
+        try:
+            losses = list(loss_list)
+        except TypeError as err:
+            raise TypeError(f"loss_list must be a list of Loss objects, got {type(loss_list).__name__}") from err
+        if not losses:
+            raise ValueError("loss_list must hold at least one Loss")
+        for k, loss in enumerate(losses):
+            if not isinstance(loss, Loss):
+                raise TypeError(f"loss_list[{k}] must be a Loss, got {type(loss).__name__}")
+        names = {loss.backend.name for loss in losses}
+        if len(names) > 1 or len({id(loss.backend) for loss in losses}) > 1:
+            found = ", ".join(f"{loss.name!r}: {loss.backend!r}" for loss in losses)
+            raise ValueError(f"all losses must share one backend (and device), got {found}")
+        self.backend = losses[0].backend
+        if not self.backend.has_autograd or self.backend.name not in SYNTHESIS_BACKENDS:
+            raise NotImplementedError(
+                f"the {self.backend.name!r} backend has no automatic differentiation, so it cannot "
+                f"synthesise; build the losses with backend='torch' or backend='tensorflow'"
+            )
+        self.loss_class = losses
+        self.verbose = bool(verbose)
+        self.history = np.zeros(0)
+        self.info = []
+        self.track = []
+        self.result = None
+        self._last = None  # (vector, total, per-loss values) of the latest evaluation
+
+    # --- one evaluation ------------------------------------------------------------------------
+    def _scalar(self, loss, value):
+        """Check a loss returned a backend scalar tensor; give it shape ()."""
+        bk = self.backend
+        if not bk.is_native(value):
+            raise TypeError(
+                f"loss {loss.name!r} returned {type(value).__name__}, not a {bk.name} tensor: the loss must "
+                "stay in backend operations on x (converting x to NumPy cuts the gradient)"
+            )
+        if int(np.prod([int(s) for s in value.shape])) != 1:
+            raise ValueError(f"loss {loss.name!r} must return a scalar, got shape {tuple(value.shape)}")
+        return bk.xp.reshape(value, ())
+
+    def _value_and_grad(self, full):
+        """Total loss, per-loss values and the gradient (flat float64) at the host map ``full``."""
+        bk = self.backend
+        total, per_loss, grad = 0.0, [None] * len(self.loss_class), np.zeros(full.size)
+        groups = {}
+        for k, loss in enumerate(self.loss_class):
+            groups.setdefault(loss.dtype, []).append(k)
+        for dtype, members in groups.items():
+            values = {}
+
+            def objective(xt, members=members, values=values):
+                out = None
+                for k in members:
+                    loss = self.loss_class[k]
+                    v = self._scalar(loss, loss.eval(xt))
+                    values[k] = v
+                    out = v if out is None else out + v
+                return out
+
+            xt = bk.asarray(full.copy(), dtype=dtype)
+            try:
+                value, g = bk.value_and_grad(objective, xt)
+            except RuntimeError as err:
+                if "does not require grad" in str(err) or "not have been used in the graph" in str(err):
+                    g = None
+                else:
+                    raise
+            if g is None:
+                names = ", ".join(repr(self.loss_class[k].name) for k in members)
+                raise ValueError(f"the losses {names} do not depend on x through {bk.name} operations, so they "
+                                 "have no gradient; keep the computation in backend ops on x")
+            for k in members:
+                per_loss[k] = float(bk.to_numpy(values[k]))
+            total += float(bk.to_numpy(value))
+            grad += bk.to_numpy(g).astype(np.float64).ravel()
+        return total, per_loss, grad
+
+    # --- the optimisation ------------------------------------------------------------------------
+    def run(self, in_x, NUM_EPOCHS=100, EVAL_FREQUENCY=100, factr=10.0, NUM_STEP_BIAS=1, batchsz=1, totalsz=1,
+            grd_mask=None, idx_grd=None, KEEP_TRACK=None, MESSAGE="", axis=0, verbose=None, options=None):
+        """Synthesise a map: L-BFGS-B from ``in_x`` on the sum of the losses.
+
+        Parameters
+        ----------
+        in_x : array_like, shape (N,) or (B, C, N) or any shape the losses expect
+            Starting map (NumPy data or a tensor; finite real numbers). The losses receive a
+            backend tensor of this shape.
+        NUM_EPOCHS : int
+            Maximum L-BFGS-B iterations per restart (it may stop earlier on ``factr``).
+        EVAL_FREQUENCY : int
+            A loss line is printed every this many iterations (when verbose), and ``KEEP_TRACK``
+            and ``info_callback`` losses are polled.
+        factr : float
+            Stopping tolerance in units of machine epsilon, as in the Fortran L-BFGS-B: scipy's
+            ``ftol = factr * np.finfo(float).eps``; the run stops when
+            ``(f_k - f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) <= ftol``.
+        NUM_STEP_BIAS : int
+            Number of L-BFGS-B restarts (each up to ``NUM_EPOCHS`` iterations, from the previous
+            result, with a fresh curvature memory). Before every restart after the first, each
+            batched loss's ``batch_update(batch_data)`` refreshes its batch.
+        batchsz, totalsz : int
+            Accepted for compatibility with the reference library's signature and checked to be
+            positive; batches are driven by :class:`Loss` (``batch`` / ``batch_update``).
+        grd_mask : array_like, shape of ``in_x``, optional
+            Multiplies the gradient (typically 0/1): entries where it is 0 are frozen and come
+            back exactly as in ``in_x``.
+        idx_grd : array_like of int, shape (M,), optional
+            Only these cells (indices along the last axis of ``in_x``) move; combined with
+            ``grd_mask`` when both are given.
+        KEEP_TRACK : callable or bool, optional
+            ``KEEP_TRACK(x)`` is called with the current map (NumPy, shape of ``in_x``) at
+            iteration 0 and every ``EVAL_FREQUENCY`` iterations; its results are kept
+            (:meth:`get_track`). ``True`` keeps copies of the map itself.
+        MESSAGE : str
+            Prefix of the progress bar and of the loss lines.
+        axis : int
+            Accepted for compatibility; checked to be an axis of ``in_x``. The whole map is one
+            optimisation vector.
+        verbose : bool, optional
+            Overrides the constructor's ``verbose`` for this run.
+        options : dict, optional
+            Extra scipy L-BFGS-B options. Defaults: ``maxcor=10``, ``gtol=0`` (no stop on the
+            projected gradient: synthesis losses get very small), ``maxls=20``,
+            ``maxfun=max(15000, 4 * NUM_EPOCHS)``.
+
+        Returns
+        -------
+        numpy.ndarray, shape of ``in_x``
+            The synthesised map, in ``in_x``'s floating dtype (float64 for integer input).
+        """
+        x0 = host_array(in_x, "in_x")
+        NUM_EPOCHS = positive_int(NUM_EPOCHS, "NUM_EPOCHS")
+        EVAL_FREQUENCY = positive_int(EVAL_FREQUENCY, "EVAL_FREQUENCY")
+        NUM_STEP_BIAS = positive_int(NUM_STEP_BIAS, "NUM_STEP_BIAS")
+        positive_int(batchsz, "batchsz")
+        positive_int(totalsz, "totalsz")
+        ftol = positive_float(factr, "factr") * np.finfo(np.float64).eps
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -max(x0.ndim, 1) <= axis < max(x0.ndim, 1):
+            raise ValueError(f"axis must be an axis of in_x (ndim {x0.ndim}), got {axis!r}")
+        if KEEP_TRACK is not None and not callable(KEEP_TRACK) and not isinstance(KEEP_TRACK, (bool, np.bool_)):
+            raise TypeError(f"KEEP_TRACK must be a callable, a bool or None, got {type(KEEP_TRACK).__name__}")
+        if not isinstance(MESSAGE, str):
+            raise TypeError(f"MESSAGE must be a string, got {type(MESSAGE).__name__}")
+        verbose = self.verbose if verbose is None else bool(verbose)
+        free, weight = free_entries(x0.shape, grd_mask, idx_grd)
+        opts = {"maxcor": 10, "gtol": 0.0, "maxls": 20, "maxfun": max(15000, 4 * NUM_EPOCHS)}
+        opts.update(options or {})
+        opts.update(maxiter=NUM_EPOCHS, ftol=ftol)
+
+        shape = x0.shape
+        full = x0.astype(np.float64).ravel()
+        history, self.info, self.track = [], [], []
+        self.result = None
+        bar = tqdm(total=NUM_EPOCHS * NUM_STEP_BIAS, desc=MESSAGE or "synthesis", disable=not verbose, leave=False)
+        iteration = 0
+        t_start = time.perf_counter()
+
+        def evaluate(v):
+            full[free] = v
+            total, per_loss, grad = self._value_and_grad(full)
+            self._last = (v.copy(), total, per_loss)
+            return total, grad[free] * weight
+
+        def report(v, total, per_loss, restart):
+            if KEEP_TRACK is not None and KEEP_TRACK is not False:
+                snapshot = full.copy()
+                snapshot[free] = v
+                snapshot = snapshot.reshape(shape)
+                self.track.append(snapshot if KEEP_TRACK is True else KEEP_TRACK(snapshot))
+            for k, loss in enumerate(self.loss_class):
+                if loss.info:
+                    full[free] = v
+                    xt = self.backend.asarray(full.reshape(shape).copy(), dtype=loss.dtype)
+                    self.info.append((iteration, k, loss.eval(xt, return_all=True)[1]))
+            if verbose:
+                terms = " ".join(f"{loss.name}={val:.4e}" for loss, val in zip(self.loss_class, per_loss))
+                rate = (time.perf_counter() - t_start) / max(iteration, 1)
+                tqdm.write(f"{MESSAGE}Itt {iteration:6d} (restart {restart}) L={total:.6e} [{terms}] "
+                           f"{rate * 1e3:.1f} ms/it")
+
+        try:
+            for restart in range(NUM_STEP_BIAS):
+                for loss in self.loss_class:
+                    if loss.batch_update is not None and (restart > 0 or loss.batch is None):
+                        loss.refresh_batch()
+                v0 = full[free].copy()
+                total0, _ = evaluate(v0)
+                if not np.isfinite(total0):
+                    raise ValueError(f"the loss at in_x (restart {restart}) is not finite: {total0}")
+                history.append(total0)
+                if iteration % EVAL_FREQUENCY == 0:
+                    report(v0, total0, self._last[2], restart)
+                accepted = {"v": v0, "f": total0}
+
+                def callback(intermediate_result):
+                    nonlocal iteration
+                    v, f = intermediate_result.x, float(intermediate_result.fun)
+                    if self._last is not None and np.array_equal(self._last[0], v):
+                        per_loss = self._last[2]
+                    else:  # scipy evaluated elsewhere since: recompute the accepted point
+                        f, per_loss = evaluate(v)[0], self._last[2]
+                    iteration += 1
+                    history.append(f)
+                    accepted["v"], accepted["f"] = v.copy(), f
+                    bar.update(1)
+                    if verbose:
+                        bar.set_postfix(loss=f"{f:.4e}")
+                    if iteration % EVAL_FREQUENCY == 0:
+                        report(v, f, per_loss, restart)
+
+                result = scipy.optimize.minimize(evaluate, v0, jac=True, method="L-BFGS-B", callback=callback,
+                                                 options=opts)
+                self.result = result
+                # L-BFGS-B may end on an evaluation that failed its line search: keep the last accepted point.
+                if np.isfinite(result.fun) and result.fun <= accepted["f"]:
+                    full[free] = result.x
+                else:
+                    full[free] = accepted["v"]
+                bar.update(NUM_EPOCHS * (restart + 1) - bar.n)  # iterations skipped by an early stop
+            if verbose and self._last is not None:
+                tqdm.write(f"{MESSAGE}Final loss {history[-1]:.6e} after {iteration} iterations "
+                           f"({time.perf_counter() - t_start:.2f} s; scipy: {self.result.message})")
+        finally:
+            bar.close()
+            self.history = np.asarray(history, dtype=np.float64)
+        out_dtype = x0.dtype if np.issubdtype(x0.dtype, np.floating) else np.float64
+        return full.reshape(shape).astype(out_dtype)
+
+    def get_history(self):
+        """Loss of the latest :meth:`run`, float64 array: for each restart, the starting loss then one value
+        per L-BFGS-B iteration (the accepted point's total loss)."""
+        return self.history.copy()
+
+    def get_info(self):
+        """``(iteration, loss index, info)`` tuples collected from ``info_callback`` losses at each report."""
+        return list(self.info)
+
+    def get_track(self):
+        """What ``KEEP_TRACK`` returned (or the maps kept) at iteration 0 and every ``EVAL_FREQUENCY``."""
+        return list(self.track)
