@@ -195,7 +195,7 @@ class Synthesis:
         full = x0.astype(np.float64).ravel()
         history, self.info, self.track = [], [], []
         self.result = None
-        bar = tqdm(total=NUM_EPOCHS * NUM_STEP_BIAS, desc=MESSAGE or "synthesis", disable=not verbose, leave=False)
+        bar = tqdm(total=NUM_EPOCHS * NUM_STEP_BIAS, desc=MESSAGE.strip() or "synthesis", disable=not verbose, leave=False)
         iteration = 0
         t_start = time.perf_counter()
 
