@@ -42,33 +42,62 @@ def down(x, nside, cell_ids=None, mode="max", backend=None):
     >>> y[:3], ids[:3]
     (array([ 3.,  7., 11.]), array([0, 1, 2]))
     """
-    if mode not in DOWN_MODES:
-        raise ValueError(f"mode must be one of {DOWN_MODES}, got {mode!r}")
     bk = resolve_backend(backend, x)
-    xp = bk.xp
-    fine = Domain(nside, cell_ids)
-    if fine.nside < 2:
-        raise ValueError("nside must be >= 2 to go down a level, got 1")
-    x = as_backend_array(bk, x, "x")
-    if not bk.dtype_name(x).startswith(("float", "bfloat")):
-        # Integer maps would be truncated by a mean and cannot hold the -inf padding of a max.
-        raise TypeError(f"x must be a floating-point map for down(), got dtype {bk.dtype_name(x)}; cast it first")
-    check_cells_axis(x, fine.n_cells, "x", f"len(cell_ids) at nside={fine.nside}")
-    parent = fine.parent()
-    lead = tuple(x.shape[:-1])
-    if fine.groups_are_contiguous():
-        quads = xp.reshape(x, lead + (parent.n_cells, 4))
-        y = xp.max(quads, axis=-1) if mode == "max" else xp.mean(quads, axis=-1)
-        return y, parent.cell_ids
-    table, present = fine.child_table(parent)
-    quads = xp.reshape(bk.take(x, bk.index_array(table.reshape(-1)), axis=-1), lead + (parent.n_cells, 4))
-    mask = bk.asarray(present)
-    if mode == "max":
-        y = xp.max(xp.where(mask, quads, -math.inf), axis=-1)
-    else:
-        counts = bk.asarray(present.sum(axis=1).astype(np.float64), dtype=bk.dtype_name(x))
-        y = xp.sum(xp.where(mask, quads, 0.0), axis=-1) / counts
-    return y, parent.cell_ids
+    plan = DownPlan(nside, cell_ids)
+    return plan(x, mode, bk), plan.parent_ids
+
+
+class DownPlan:
+    """One ``down`` step with its index work done once (the layers of a network reuse it).
+
+    Parameters
+    ----------
+    nside : int
+        Resolution of the fine maps (>= 2).
+    cell_ids : array_like of int, shape (N,), optional
+        NESTED ids of the fine maps; ``None`` = full sky.
+
+    Attributes
+    ----------
+    parent_ids : ndarray of int64, shape (N_parent,)
+        ``np.unique(cell_ids // 4)``, the cells of the output.
+    """
+
+    def __init__(self, nside, cell_ids=None):
+        fine = Domain(nside, cell_ids)
+        if fine.nside < 2:
+            raise ValueError("nside must be >= 2 to go down a level, got 1")
+        self.nside, self.n_cells = fine.nside, fine.n_cells
+        parent = fine.parent()
+        self.parent_ids = parent.cell_ids
+        self.contiguous = fine.groups_are_contiguous()
+        if not self.contiguous:
+            table, self.present = fine.child_table(parent)
+            self.gather = table.reshape(-1)
+            self.counts = self.present.sum(axis=1).astype(np.float64)
+
+    def __call__(self, x, mode="max", backend=None):
+        """``x`` (..., N) → (..., N_parent), the max or mean over the children present."""
+        if mode not in DOWN_MODES:
+            raise ValueError(f"mode must be one of {DOWN_MODES}, got {mode!r}")
+        bk = resolve_backend(backend, x)
+        xp = bk.xp
+        x = as_backend_array(bk, x, "x")
+        if not bk.dtype_name(x).startswith(("float", "bfloat")):
+            # Integer maps would be truncated by a mean and cannot hold the -inf padding of a max.
+            raise TypeError(f"x must be a floating-point map for down(), got dtype {bk.dtype_name(x)}; cast it first")
+        check_cells_axis(x, self.n_cells, "x", f"len(cell_ids) at nside={self.nside}")
+        lead = tuple(x.shape[:-1])
+        n_parent = int(self.parent_ids.size)
+        if self.contiguous:
+            quads = xp.reshape(x, lead + (n_parent, 4))
+            return xp.max(quads, axis=-1) if mode == "max" else xp.mean(quads, axis=-1)
+        quads = xp.reshape(bk.take(x, bk.index_array(self.gather), axis=-1), lead + (n_parent, 4))
+        mask = bk.asarray(self.present)
+        if mode == "max":
+            return xp.max(xp.where(mask, quads, -math.inf), axis=-1)
+        counts = bk.asarray(self.counts, dtype=bk.dtype_name(x))
+        return xp.sum(xp.where(mask, quads, 0.0), axis=-1) / counts
 
 
 def up(x, nside, cell_ids=None, target_ids=None, backend=None):
@@ -98,22 +127,41 @@ def up(x, nside, cell_ids=None, target_ids=None, backend=None):
     array([2., 1., 1.])
     """
     bk = resolve_backend(backend, x)
-    coarse = Domain(nside, cell_ids)
-    fine_nside = check_nside(2 * coarse.nside, "2 * nside")
-    x = as_backend_array(bk, x, "x")
-    check_cells_axis(x, coarse.n_cells, "x", f"len(cell_ids) at nside={coarse.nside}")
-    if target_ids is None:
-        targets = coarse.children().cell_ids
-    else:
-        targets = check_cell_ids(target_ids, fine_nside, "target_ids")
-    positions, present = coarse.locate(targets // 4)
-    if not present.all():
-        missing = targets[~present]
-        raise ValueError(
-            f"target_ids: {missing.size} id(s) at nside={fine_nside} have no parent in cell_ids, "
-            f"e.g. {int(missing[0])} (parent {int(missing[0]) // 4})"
-        )
-    return bk.take(x, bk.index_array(positions), axis=-1)
+    return UpPlan(nside, cell_ids, target_ids)(x, bk)
+
+
+class UpPlan:
+    """One ``up`` step with its index work done once; arguments as :func:`up`.
+
+    Attributes
+    ----------
+    target_ids : ndarray of int64, shape (M,)
+        The cells of the output at ``2 * nside``.
+    """
+
+    def __init__(self, nside, cell_ids=None, target_ids=None):
+        coarse = Domain(nside, cell_ids)
+        fine_nside = check_nside(2 * coarse.nside, "2 * nside")
+        self.nside, self.n_cells = coarse.nside, coarse.n_cells
+        if target_ids is None:
+            targets = coarse.children().cell_ids
+        else:
+            targets = check_cell_ids(target_ids, fine_nside, "target_ids")
+        positions, present = coarse.locate(targets // 4)
+        if not present.all():
+            missing = targets[~present]
+            raise ValueError(
+                f"target_ids: {missing.size} id(s) at nside={fine_nside} have no parent in cell_ids, "
+                f"e.g. {int(missing[0])} (parent {int(missing[0]) // 4})"
+            )
+        self.target_ids, self.positions = targets, positions
+
+    def __call__(self, x, backend=None):
+        """``x`` (..., N) → (..., M): each target cell takes its parent's value."""
+        bk = resolve_backend(backend, x)
+        x = as_backend_array(bk, x, "x")
+        check_cells_axis(x, self.n_cells, "x", f"len(cell_ids) at nside={self.nside}")
+        return bk.take(x, bk.index_array(self.positions), axis=-1)
 
 
 ud_grade_2 = down

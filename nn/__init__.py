@@ -1,1 +1,14 @@
-"""Networks on the HEALPix sphere (HealpixUNet, CNN, GCNN, HealpixViT): see the networks issue."""
+"""Layers and networks on HEALPix maps, defined once and native in each framework.
+
+With ``backend="torch"`` a network is a ``torch.nn.Module``; with ``"tensorflow"`` a ``tf.Module``
+whose weights are ``tf.Variable``s; with ``"numpy"`` a plain object for inference. Maps are
+``(B, C, N_cells)`` everywhere.
+"""
+
+from .cnn import CNN
+from .layers import Down, Norm, PointwiseConv, SphericalConv, Up
+from .module import NativeModule
+from .network import Network
+from .unet import HealpixUNet
+
+__all__ = ["HealpixUNet", "CNN", "Network", "NativeModule", "SphericalConv", "PointwiseConv", "Norm", "Down", "Up"]

@@ -1,0 +1,250 @@
+"""What a network needs from its framework beyond arrays: a module base class, variables,
+a few activations, an Adam optimiser and a compiled training step.
+
+One small adapter per backend, chosen by ``backend.name``; the layers and networks never test
+which framework they run on.
+"""
+
+import math
+
+import numpy as np
+
+
+class _PlainModule:
+    """Module base for frameworks without one (NumPy: inference only) and the TF base's helpers."""
+
+    def __init__(self):
+        self.training = True
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def train(self, mode=True):
+        """Set training mode (``True``) or evaluation mode on this module and every sub-module."""
+        for module in _walk_modules(self):
+            module.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def parameters(self):
+        """The trainable variables in registration order (as torch's ``parameters()``)."""
+        return [v for _, v in self._fc_named_variables(trainable_only=True)]
+
+
+def _walk_modules(module):
+    yield module
+    for _, child in module._fc_children():
+        yield from _walk_modules(child)
+
+
+class _Adam:
+    """Adam with L2 weight decay, the update of ``torch.optim.Adam`` step for step, on tf.Variables."""
+
+    def __init__(self, tf, variables, lr, weight_decay, betas=(0.9, 0.999), eps=1e-8):
+        self.tf, self.variables = tf, list(variables)
+        self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, betas, eps
+        with tf.init_scope():
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
+            self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
+
+    def apply(self, grads):
+        tf = self.tf
+        b1, b2 = self.betas
+        self.step.assign_add(1)
+        t = tf.cast(self.step, self.variables[0].dtype)
+        bias1, bias2 = 1.0 - b1**t, 1.0 - b2**t
+        for var, grad, m, v in zip(self.variables, grads, self.m, self.v):
+            if grad is None:
+                continue
+            if self.weight_decay:
+                grad = grad + self.weight_decay * var
+            m.assign(b1 * m + (1.0 - b1) * grad)
+            v.assign(b2 * v + (1.0 - b2) * grad * grad)
+            denom = tf.sqrt(v) / tf.sqrt(bias2) + self.eps
+            var.assign_sub((self.lr / bias1) * m / denom)
+
+
+class TorchFramework:
+    def __init__(self, backend):
+        import torch
+
+        self.torch, self.backend = torch, backend
+        self.module_base = torch.nn.Module
+
+    def parameter(self, value, dtype):
+        return self.torch.nn.Parameter(self.backend.asarray(np.asarray(value), dtype=dtype))
+
+    def add_state(self, module, name, value, dtype):
+        module.register_buffer(name, self.backend.asarray(np.asarray(value), dtype=dtype))
+
+    def module_list(self, modules):
+        return self.torch.nn.ModuleList(modules)
+
+    def assign(self, variable, value):
+        with self.torch.no_grad():
+            variable.copy_(self.torch.as_tensor(np.asarray(value), dtype=variable.dtype))
+
+    def relu(self, x):
+        return self.torch.relu(x)
+
+    def sigmoid(self, x):
+        return self.torch.sigmoid(x)
+
+    def softmax(self, x, axis):
+        return self.torch.softmax(x, dim=axis)
+
+    def gelu(self, x):
+        return self.torch.nn.functional.gelu(x)
+
+    def no_grad(self):
+        return self.torch.no_grad()
+
+    def trainer(self, model, loss_fn, lr, weight_decay):
+        """A function ``(x, y) -> loss`` that runs one optimiser step on ``model``."""
+        optimiser = self.torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+        def step(x, y):
+            optimiser.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimiser.step()
+            return float(loss.detach())
+
+        return step
+
+    def evaluator(self, model):
+        def run(x):
+            with self.torch.no_grad():
+                return model(x)
+
+        return run
+
+
+class TensorflowFramework:
+    def __init__(self, backend):
+        import tensorflow as tf
+
+        self.tf, self.backend = tf, backend
+
+        class TfModule(tf.Module, _PlainModule):
+            def __init__(self):
+                tf.Module.__init__(self)
+                self.training = True
+
+        self.module_base = TfModule
+
+    def _variable(self, value, dtype, trainable):
+        tf = self.tf
+        with tf.init_scope(), tf.device(self.backend.device):
+            return tf.Variable(np.asarray(value), dtype=self.backend.dtype(dtype), trainable=trainable)
+
+    def parameter(self, value, dtype):
+        return self._variable(value, dtype, True)
+
+    def add_state(self, module, name, value, dtype):
+        setattr(module, name, self._variable(value, dtype, False))
+
+    def module_list(self, modules):
+        return list(modules)
+
+    def assign(self, variable, value):
+        variable.assign(np.asarray(value, dtype=variable.dtype.as_numpy_dtype))
+
+    def relu(self, x):
+        return self.tf.nn.relu(x)
+
+    def sigmoid(self, x):
+        return self.tf.sigmoid(x)
+
+    def softmax(self, x, axis):
+        return self.tf.nn.softmax(x, axis=axis)
+
+    def gelu(self, x):
+        return self.tf.nn.gelu(x, approximate=False)
+
+    def no_grad(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def trainer(self, model, loss_fn, lr, weight_decay):
+        tf = self.tf
+        variables = model.parameters()
+        optimiser = _Adam(tf, variables, lr, weight_decay)
+
+        @tf.function(reduce_retracing=True)
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(model(x), y)
+            optimiser.apply(tape.gradient(loss, variables))
+            return loss
+
+        return lambda x, y: float(step(x, y))
+
+    def evaluator(self, model):
+        # Traced per training flag: the flag is a Python value read while tracing.
+        return self.tf.function(lambda x: model(x), reduce_retracing=True)
+
+
+class NumpyFramework:
+    """Inference only: parameters are NumPy arrays, there is no autograd to train with."""
+
+    module_base = _PlainModule
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def parameter(self, value, dtype):
+        return np.array(value, dtype=dtype)
+
+    def add_state(self, module, name, value, dtype):
+        setattr(module, name, np.array(value, dtype=dtype))
+
+    def module_list(self, modules):
+        return list(modules)
+
+    def assign(self, variable, value):
+        variable[...] = value
+
+    def relu(self, x):
+        return np.maximum(x, 0)
+
+    def sigmoid(self, x):
+        return 1.0 / (1.0 + np.exp(-x))
+
+    def softmax(self, x, axis):
+        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+    def gelu(self, x):
+        erf = np.vectorize(math.erf, otypes=[x.dtype])
+        return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+    def no_grad(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def trainer(self, model, loss_fn, lr, weight_decay):
+        raise NotImplementedError(
+            "the numpy backend has no autograd, so it cannot train; build the network with "
+            "backend='torch' or backend='tensorflow' (a trained file loads on numpy for predict)"
+        )
+
+    def evaluator(self, model):
+        return model
+
+
+_FRAMEWORKS = {"torch": TorchFramework, "tensorflow": TensorflowFramework, "numpy": NumpyFramework}
+_cache = {}
+
+
+def framework(backend):
+    """The (cached) framework adapter of a backend object."""
+    key = id(backend)
+    if key not in _cache:
+        _cache[key] = _FRAMEWORKS[backend.name](backend)
+    return _cache[key]

@@ -1,0 +1,199 @@
+"""Layers on HEALPix maps ``(B, C, N_cells)``, written once for every backend.
+
+Weights are drawn with NumPy from ``seed`` so one seed gives the same network on every backend.
+"""
+
+import math
+
+import numpy as np
+
+from foscat_core import SphericalStencil
+from foscat_core._validation import check_positive_int
+from foscat_core.pyramid_ops import DOWN_MODES, DownPlan, UpPlan
+
+from .module import NativeModule
+
+NORMS = ("batch", "group", "instance", "none")
+
+
+def check_channels(x, expected, name, layer):
+    if len(x.shape) != 3:
+        raise ValueError(f"{name} must have shape (B, C, N_cells), got shape {tuple(x.shape)}")
+    if int(x.shape[1]) != expected:
+        raise ValueError(f"{name} has {int(x.shape[1])} channels but {layer} expects {expected}")
+
+
+class SphericalConv(NativeModule):
+    """Oriented K x K spherical convolution with learned weights.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        With ``n_gauges = G > 1`` the output has ``G * out_channels`` channels (gauge-major).
+    stencil : foscat_core.SphericalStencil
+        Geometry (nside, cells, K, gauges); its backend and dtype are the layer's.
+    bias : bool
+    seed : int or numpy Generator, optional
+
+    Weights: ``weight`` (C_in, C_out, K*K), or (G, C_in, C_out, K*K) with G gauges; ``bias``
+    (G*C_out,). Input (B, C_in, N) → output (B, G*C_out, N).
+    """
+
+    def __init__(self, in_channels, out_channels, stencil, *, bias=True, seed=None):
+        super().__init__(backend=stencil.backend)
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.out_channels = check_positive_int(out_channels, "out_channels")
+        self.stencil = stencil
+        rng = np.random.default_rng(seed)
+        g, p = stencil.n_gauges, stencil.n_points
+        shape = (in_channels, out_channels, p) if g == 1 else (g, in_channels, out_channels, p)
+        std = math.sqrt(2.0 / (in_channels * p))  # He initialisation for ReLU networks
+        self.add_parameter("weight", rng.normal(0.0, std, size=shape), stencil.dtype)
+        self.use_bias = bool(bias)
+        if self.use_bias:
+            self.add_parameter("bias", np.zeros(g * out_channels), stencil.dtype)
+
+    def forward(self, x):
+        check_channels(x, self.in_channels, "x", "this SphericalConv")
+        y = self.stencil.conv(x, self.weight)
+        if self.use_bias:
+            y = y + self.backend.xp.reshape(self.bias, (1, -1, 1))
+        return y
+
+
+class PointwiseConv(NativeModule):
+    """1 x 1 convolution (a per-cell linear map of channels): (B, C_in, N) → (B, C_out, N)."""
+
+    def __init__(self, in_channels, out_channels, *, backend, dtype="float32", bias=True, seed=None):
+        super().__init__(backend=backend)
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.out_channels = check_positive_int(out_channels, "out_channels")
+        rng = np.random.default_rng(seed)
+        bound = 1.0 / math.sqrt(in_channels)
+        self.add_parameter("weight", rng.uniform(-bound, bound, size=(out_channels, in_channels)), dtype)
+        self.use_bias = bool(bias)
+        if self.use_bias:
+            self.add_parameter("bias", rng.uniform(-bound, bound, size=(out_channels,)), dtype)
+
+    def forward(self, x):
+        check_channels(x, self.in_channels, "x", "this PointwiseConv")
+        y = self.backend.xp.matmul(self.weight, x)  # (C_out, C_in) @ (B, C_in, N)
+        if self.use_bias:
+            y = y + self.backend.xp.reshape(self.bias, (1, -1, 1))
+        return y
+
+
+class Norm(NativeModule):
+    """Normalisation of (B, C, N) maps over cells: ``"batch"``, ``"group"``, ``"instance"`` or ``"none"``.
+
+    ``"batch"`` normalises each channel over (B, N) in training and keeps running statistics
+    (momentum 0.1, unbiased variance, as torch's BatchNorm1d) used in evaluation mode;
+    ``"group"`` normalises groups of channels per sample, ``"instance"`` each channel per sample.
+    Each has a learned per-channel scale and shift.
+    """
+
+    def __init__(self, channels, kind="batch", *, backend, dtype="float32", groups=None, eps=1e-5, momentum=0.1):
+        super().__init__(backend=backend)
+        if kind not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
+        self.kind, self.channels, self.eps, self.momentum = kind, check_positive_int(channels, "channels"), eps, momentum
+        if kind == "none":
+            return
+        if kind == "group":
+            groups = groups or math.gcd(channels, 8)
+            if channels % groups:
+                raise ValueError(f"groups must divide channels={channels}, got {groups}")
+        self.groups = groups
+        self.add_parameter("scale", np.ones(channels), dtype)
+        self.add_parameter("shift", np.zeros(channels), dtype)
+        if kind == "batch":
+            self.add_state("running_mean", np.zeros(channels), dtype)
+            self.add_state("running_var", np.ones(channels), dtype)
+
+    def forward(self, x):
+        if self.kind == "none":
+            return x
+        xp = self.backend.xp
+        check_channels(x, self.channels, "x", f"this {self.kind} norm")
+        if self.kind == "batch":
+            y = self._batch(x)
+        else:
+            shape = tuple(x.shape)
+            groups = self.groups if self.kind == "group" else self.channels
+            xg = xp.reshape(x, (-1, groups, (self.channels // groups) * int(shape[2])))
+            mean = xp.mean(xg, axis=-1, keepdims=True)
+            var = xp.mean((xg - mean) ** 2, axis=-1, keepdims=True)
+            y = xp.reshape((xg - mean) / xp.sqrt(var + self.eps), (-1, self.channels, int(shape[2])))
+        return y * xp.reshape(self.scale, (1, -1, 1)) + xp.reshape(self.shift, (1, -1, 1))
+
+    def _batch(self, x):
+        xp = self.backend.xp
+        if not self.training:
+            mean, var = self.running_mean, self.running_var
+            return (x - xp.reshape(mean, (1, -1, 1))) / xp.sqrt(xp.reshape(var, (1, -1, 1)) + self.eps)
+        mean = xp.mean(x, axis=(0, 2), keepdims=True)
+        var = xp.mean((x - mean) ** 2, axis=(0, 2), keepdims=True)
+        self._update_running(mean, var, x)
+        return (x - mean) / xp.sqrt(var + self.eps)
+
+    def _update_running(self, mean, var, x):
+        xp, m = self.backend.xp, self.momentum
+        n = self._count_per_channel(x)
+        correction = n / (n - 1) if isinstance(n, float) else n / self.fw.tf.maximum(n - 1, 1)
+        if isinstance(n, float) and n <= 1:
+            correction = 1.0
+        new_mean = (1 - m) * self.running_mean + m * xp.reshape(mean, (-1,))
+        new_var = (1 - m) * self.running_var + m * xp.reshape(var, (-1,)) * correction
+        self._set_running(new_mean, new_var)
+
+    def _count_per_channel(self, x):
+        if x.shape[0] is None:  # TensorFlow, batch unknown while tracing a tf.function
+            tf = self.fw.tf
+            return tf.cast(tf.shape(x)[0] * tf.shape(x)[2], x.dtype)
+        return float(int(x.shape[0]) * int(x.shape[2]))
+
+    def _set_running(self, new_mean, new_var):
+        name = self.backend.name
+        if name == "torch":
+            with self.fw.no_grad():
+                self.running_mean.copy_(new_mean.detach())
+                self.running_var.copy_(new_var.detach())
+        elif name == "tensorflow":
+            self.running_mean.assign(new_mean)
+            self.running_var.assign(new_var)
+        else:
+            self.running_mean[...] = new_mean
+            self.running_var[...] = new_var
+
+
+class Down(NativeModule):
+    """One level down the NESTED pyramid: (B, C, N) → (B, C, N_parent), max or mean."""
+
+    def __init__(self, nside, cell_ids=None, mode="max", *, backend):
+        super().__init__(backend=backend)
+        if mode not in DOWN_MODES:
+            raise ValueError(f"down_type must be one of {DOWN_MODES}, got {mode!r}")
+        self.plan, self.mode = DownPlan(nside, cell_ids), mode
+
+    @property
+    def parent_ids(self):
+        return self.plan.parent_ids
+
+    def forward(self, x):
+        return self.plan(x, self.mode, self.backend)
+
+
+class Up(NativeModule):
+    """One level up: (B, C, N_coarse) → (B, C, M), each target cell takes its parent's value."""
+
+    def __init__(self, nside, cell_ids=None, target_ids=None, *, backend):
+        super().__init__(backend=backend)
+        self.plan = UpPlan(nside, cell_ids, target_ids)
+
+    def forward(self, x):
+        return self.plan(x, self.backend)
+
+
+def make_stencil(nside, cell_ids, kernel_sz, gauge_type, n_gauges, backend, dtype):
+    return SphericalStencil(nside, kernel_sz, cell_ids=cell_ids, gauge_type=gauge_type, n_gauges=n_gauges,
+                            backend=backend, dtype=dtype)

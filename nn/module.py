@@ -1,0 +1,114 @@
+"""``NativeModule``: layers and networks are written once and instantiated as the framework's
+own module class.
+
+``SomeLayer(..., backend="torch")`` returns an instance of a subclass of both ``SomeLayer`` and
+``torch.nn.Module`` (``tf.Module`` for TensorFlow, a plain class for NumPy). So a torch network
+has ``state_dict``, ``.parameters()`` and works with any torch optimiser, a TensorFlow one
+tracks its ``tf.Variable``s, and ``isinstance(net, SomeLayer)`` holds on every backend.
+
+Sub-classes register what they hold with :meth:`add_parameter`, :meth:`add_state` and
+:meth:`add_child`: that registry gives every variable one portable name (``"enc.0.conv1.weight"``)
+in the same order on every backend, which is what the weight files use.
+"""
+
+import sys
+
+from foscat_core.backends import Backend, get_backend, resolve_backend
+
+from ._framework import framework
+
+_native_classes = {}
+
+
+def _native_class(cls, backend):
+    key = (cls, backend.name)
+    if key not in _native_classes:
+        base = framework(backend).module_base
+        name = f"{cls.__name__}"
+        native = type(name, (cls, base), {"__module__": cls.__module__})
+        # Registered in the defining module under a unique name so pickling (torch.save) finds it.
+        alias = f"_{cls.__name__}__{backend.name}"
+        native.__qualname__ = alias
+        setattr(sys.modules[cls.__module__], alias, native)
+        _native_classes[key] = native
+    return _native_classes[key]
+
+
+def module_backend(backend=None, device=None):
+    """A backend object from ``backend=`` and an optional ``device=`` (``None``: the default)."""
+    bk = resolve_backend(backend)
+    if device is not None and str(device) != str(bk.device):
+        bk = get_backend(bk.name, device)
+    return bk
+
+
+class NativeModule:
+    """Base of every layer and network; see the module docstring.
+
+    Sub-classes take ``backend=`` (and networks ``device=``) as keyword arguments and call
+    ``super().__init__(backend=..., device=...)`` before registering anything.
+    """
+
+    def __new__(cls, *args, backend=None, device=None, **kwargs):
+        if backend is None:
+            # Layers built on a stencil take its backend (the same rule their __init__ follows).
+            backend = next((a.backend for a in (*args, *kwargs.values()) if isinstance(getattr(a, "backend", None), Backend)), None)
+        native = _native_class(cls, module_backend(backend, device))
+        return object.__new__(native)
+
+    def __init__(self, *, backend=None, device=None):
+        super().__init__()  # the framework's module base (torch.nn.Module / tf.Module / plain)
+        self.backend = module_backend(backend, device)
+        self.fw = framework(self.backend)
+        # (kind, name) in registration order, identical on every backend; set past the
+        # framework's attribute tracking, which has nothing to track here.
+        object.__setattr__(self, "_fc_names", [])
+
+    # --- registration -----------------------------------------------------------------------
+    def add_parameter(self, name, value, dtype):
+        """Register a trainable variable initialised from a NumPy array."""
+        setattr(self, name, self.fw.parameter(value, dtype))
+        self._fc_names.append(("param", name))
+
+    def add_state(self, name, value, dtype):
+        """Register a non-trainable variable (e.g. BatchNorm running statistics)."""
+        self.fw.add_state(self, name, value, dtype)
+        self._fc_names.append(("state", name))
+
+    def add_child(self, name, module):
+        """Register a sub-module, or a list of sub-modules."""
+        if isinstance(module, (list, tuple)):
+            setattr(self, name, self.fw.module_list(list(module)))
+            self._fc_names.append(("list", name))
+        else:
+            setattr(self, name, module)
+            self._fc_names.append(("child", name))
+
+    def _fc_children(self):
+        for kind, name in self._fc_names:
+            if kind == "child":
+                yield name, getattr(self, name)
+            elif kind == "list":
+                for i, child in enumerate(getattr(self, name)):
+                    yield f"{name}.{i}", child
+
+    def _fc_named_variables(self, trainable_only=False, prefix=""):
+        for kind, name in self._fc_names:
+            if kind == "param" or (kind == "state" and not trainable_only):
+                yield prefix + name, getattr(self, name)
+        for name, child in self._fc_children():
+            yield from child._fc_named_variables(trainable_only, prefix + name + ".")
+
+    def named_variables(self):
+        """``[(portable_name, variable), ...]``: every parameter and state, in a fixed order."""
+        return list(self._fc_named_variables())
+
+    def n_parameters(self):
+        """The number of trainable scalars."""
+        total = 0
+        for _, v in self._fc_named_variables(trainable_only=True):
+            size = 1
+            for s in v.shape:
+                size *= int(s)
+            total += size
+        return total

@@ -1,0 +1,149 @@
+"""``HealpixUNet``: encoder-decoder on the NESTED pyramid of a full-sky or regional domain."""
+
+import numpy as np
+
+from foscat_core._validation import check_kernel_size
+
+from .layers import Down, Norm, PointwiseConv, SphericalConv, Up, make_stencil
+from .module import NativeModule
+from .network import Network
+
+
+def check_chanlist(chanlist):
+    if isinstance(chanlist, (str, bytes)) or not hasattr(chanlist, "__len__") or len(chanlist) == 0:
+        raise ValueError(f"chanlist must be a non-empty list of channel counts, got {chanlist!r}")
+    out = []
+    for c in chanlist:
+        if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)) or c < 1:
+            raise ValueError(f"chanlist must hold positive integers, got {list(chanlist)!r}")
+        out.append(int(c))
+    return out
+
+
+class DoubleConv(NativeModule):
+    """(conv → norm → ReLU) twice on one level; (B, C_in, N) → (B, G*C_out, N)."""
+
+    def __init__(self, in_channels, out_channels, stencil, norm, seeds):
+        super().__init__(backend=stencil.backend)
+        g = stencil.n_gauges
+        self.add_child("conv1", SphericalConv(in_channels, out_channels, stencil, seed=seeds[0]))
+        self.add_child("norm1", Norm(g * out_channels, norm, backend=stencil.backend, dtype=stencil.dtype))
+        self.add_child("conv2", SphericalConv(g * out_channels, out_channels, stencil, seed=seeds[1]))
+        self.add_child("norm2", Norm(g * out_channels, norm, backend=stencil.backend, dtype=stencil.dtype))
+
+    def forward(self, x):
+        x = self.fw.relu(self.norm1(self.conv1(x)))
+        return self.fw.relu(self.norm2(self.conv2(x)))
+
+
+def pyramid(in_nside, cell_ids, n_levels):
+    """``[(nside, cell_ids or None), ...]`` from the input level down ``n_levels - 1`` steps."""
+    if in_nside >> (n_levels - 1) < 1:
+        raise ValueError(f"chanlist has {n_levels} levels, which needs in_nside >= {2 ** (n_levels - 1)}, got {in_nside}")
+    levels = [(in_nside, cell_ids)]
+    for _ in range(n_levels - 1):
+        nside, ids = levels[-1]
+        levels.append((nside // 2, None if ids is None else np.unique(ids // 4)))
+    return levels
+
+
+class HealpixUNet(Network):
+    """U-Net on HEALPix maps: oriented spherical convolutions, NESTED down/up, skip connections.
+
+    Per level a DoubleConv (conv → norm → ReLU, twice); ``len(chanlist) - 1`` downs; ups with the
+    encoder's features concatenated (upsampled first, skip second); a 1x1 output conv.
+
+    Parameters
+    ----------
+    in_nside : int
+        nside of the input maps (NESTED).
+    n_chan_in : int
+        Input channels.
+    chanlist : list of int
+        Channels per level, e.g. ``[16, 32, 64]`` (the last is the bottleneck).
+    cell_ids : array_like of int, shape (N_cells,), optional
+        NESTED ids of a regional domain at ``in_nside``, any order; ``None`` = full sky. Every
+        level works on the parent cells present; outputs follow ``cell_ids``' order.
+    KERNELSZ : int
+        Stencil side K (odd).
+    gauge_type : {"phi", "cosmo"}
+    G : int
+        Gauges: every conv outputs G x its channel count (one copy per rotated frame); the head
+        averages over the gauges before the 1x1 conv.
+    task : {"regression", "segmentation"}
+    out_channels : int
+    final_activation : {None, "none", "sigmoid", "softmax"}
+        ``None``: none for regression, sigmoid for one-channel segmentation, softmax otherwise.
+    device : str, optional
+        Framework device; default CUDA / the TF GPU when present, else CPU.
+    down_type : {"max", "mean"}
+    dtype : {"float32", "float64"}
+    backend : str or Backend, optional
+    norm : {"batch", "group", "instance", "none"}
+    seed : int
+        Weight initialisation seed (the same network on every backend).
+
+    Shapes: ``forward(x)`` with x (B, n_chan_in, N_cells) → (B, out_channels, N_cells).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.nn import HealpixUNet
+    >>> net = HealpixUNet(4, 2, [4, 8], backend="numpy")
+    >>> net(np.zeros((1, 2, 192), "float32")).shape
+    (1, 1, 192)
+    """
+
+    def __init__(self, in_nside, n_chan_in, chanlist, cell_ids=None, KERNELSZ=3, gauge_type="phi", G=1,
+                 task="regression", out_channels=1, final_activation=None, device=None, down_type="max",
+                 dtype="float32", backend=None, norm="batch", seed=0):
+        super().__init__(backend=backend, device=device)
+        chanlist = check_chanlist(chanlist)
+        config = dict(in_nside=in_nside, n_chan_in=n_chan_in, chanlist=chanlist, KERNELSZ=KERNELSZ,
+                      gauge_type=gauge_type, G=G, task=task, out_channels=out_channels,
+                      final_activation=final_activation, down_type=down_type, dtype=dtype, norm=norm, seed=seed)
+        self._init_network(config, in_nside, n_chan_in, cell_ids, out_channels, task, final_activation, dtype)
+        check_kernel_size(KERNELSZ)
+        self.chanlist, self.n_gauges = chanlist, G
+        levels = pyramid(self.in_nside, self.cell_ids, len(chanlist))
+        stencils = [make_stencil(ns, ids, KERNELSZ, gauge_type, G, self.backend, self.dtype) for ns, ids in levels]
+        self.n_gauges = stencils[0].n_gauges
+        g, n_down = self.n_gauges, len(chanlist) - 1
+        seeds = iter(np.random.SeedSequence(seed).generate_state(4 * len(chanlist) + 2))
+        enc, c_prev = [], n_chan_in
+        for stencil, c in zip(stencils, chanlist):
+            enc.append(DoubleConv(c_prev, c, stencil, norm, (next(seeds), next(seeds))))
+            c_prev = g * c
+        self.add_child("enc", enc)
+        self.add_child("downs", [Down(ns, ids, down_type, backend=self.backend) for ns, ids in levels[:-1]])
+        ups, dec = [], []
+        for i in range(n_down):
+            coarse, fine = levels[n_down - i], levels[n_down - i - 1]
+            ups.append(Up(coarse[0], coarse[1], fine[1], backend=self.backend))
+            c_out = chanlist[n_down - i - 1]
+            dec.append(DoubleConv(c_prev + g * c_out, c_out, stencils[n_down - i - 1], norm, (next(seeds), next(seeds))))
+            c_prev = g * c_out
+        self.add_child("ups", ups)
+        self.add_child("dec", dec)
+        self.add_child("head", PointwiseConv(chanlist[0], self.out_channels, backend=self.backend, dtype=self.dtype,
+                                             seed=next(seeds)))
+
+    def _forward(self, x):
+        xp = self.backend.xp
+        skips, h = [], x
+        for enc, down in zip(self.enc, self.downs):
+            h = enc(h)
+            skips.append(h)
+            h = down(h)
+        h = self.enc[len(self.chanlist) - 1](h)
+        for up, dec, skip in zip(self.ups, self.dec, reversed(skips)):
+            h = dec(xp.concat([up(h), skip], axis=1))
+        return self.head(gauge_mean(xp, h, self.n_gauges))
+
+
+def gauge_mean(xp, h, n_gauges):
+    """(B, G*C, N) gauge-major → (B, C, N), the mean over gauges."""
+    if n_gauges == 1:
+        return h
+    c = int(h.shape[1]) // n_gauges
+    return xp.mean(xp.reshape(h, (-1, n_gauges, c, int(h.shape[2]))), axis=1)
