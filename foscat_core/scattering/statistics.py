@@ -1,0 +1,294 @@
+"""The statistics object returned by the scattering operator: arithmetic, reductions, save/load.
+
+Complex coefficients are stored as real backend arrays with a trailing axis of size 2
+(``[..., 0]`` real part, ``[..., 1]`` imaginary part), identically on every backend.
+"""
+
+import numbers
+import os
+import tempfile
+
+import numpy as np
+
+from foscat_core.backends import resolve_backend
+
+from .compat import BackendCompat, power, raw_backend
+
+ORDER = ("S0", "S1", "S2", "S3", "S3P", "S4")
+_FORMAT = "foscat_core.scattering/1"
+
+
+class ScatteringStatistics:
+    """Scattering-covariance coefficients of a batch of maps.
+
+    Shapes (``B`` maps, ``M`` mask rows (1 without mask), ``J`` scales, ``K`` = NORIENT; a
+    trailing ``2`` marks a complex coefficient stored as (real, imaginary)):
+
+    - ``S0`` : (B, M, 2) real — ``[..., 0]`` the mean ``<x>``, ``[..., 1]`` the variance
+      ``<(x - <x>)**2>``; cross statistics: ``<x>`` and the covariance ``<(x - <x>)(y - <y>)>``.
+    - ``S1`` : (B, M, J, K) real — ``<|x * W_jk|>``; cross: ``<sqrt(|x * W_jk| |y * W_jk|)>``.
+    - ``S2`` : (B, M, J, K) real — ``<|x * W_jk|**2>``; cross: (B, M, J, K, 2) complex
+      ``<(x * W_jk) conj(y * W_jk)>``.
+    - ``S3`` : (B, M, n_s3, K, K, 2) complex — entry ``[b, m, s, k2, k3]`` with
+      ``(j2, j3) = j2_j3[s]``: ``<(x * W_j3,k3) conj(|y * W_j2,k2| * W_j3,k3)>`` (y = x for auto).
+    - ``S3P`` : like S3 with x and y swapped; cross statistics only.
+    - ``S4`` : (B, M, n_s4, K, K, K, 2) complex — ``[b, m, s, k1, k2, k3]`` with
+      ``(j1, j2, j3) = j1_j2_j3[s]``: ``<(|x * W_j1,k1| * W_j3,k3) conj(|y * W_j2,k2| * W_j3,k3)>``.
+
+    ``n_s3 = J (J + 1) / 2`` and ``n_s4 = J (J + 1) (J + 2) / 6``.
+
+    Arithmetic (``+ - * /`` with another statistics object of the same layout or with a scalar)
+    follows complex arithmetic (a scalar added to a complex coefficient goes to its real part).
+    ``stat ** p`` is ``|z| ** p`` for a complex coefficient (so ``(s - ref) ** 2`` is the real
+    ``|s - ref|**2`` a loss needs) and ``x ** p`` for a real one.
+
+    Attributes
+    ----------
+    backend : BackendCompat
+    j2_j3 : ndarray of int64, shape (n_s3, 2)
+    j1_j2_j3 : ndarray of int64, shape (n_s4, 3)
+    cross : bool
+    norm : {None, "self", "auto"}
+    """
+
+    def __init__(self, coeffs, complex_names, backend, j2_j3, j1_j2_j3, cross=False, norm=None):
+        self._c = {name: coeffs[name] for name in ORDER if name in coeffs}
+        self._complex = frozenset(n for n in complex_names if n in self._c)
+        self.backend = backend if isinstance(backend, BackendCompat) else BackendCompat(resolve_backend(backend))
+        self.j2_j3 = np.asarray(j2_j3, dtype=np.int64)
+        self.j1_j2_j3 = np.asarray(j1_j2_j3, dtype=np.int64)
+        self.cross = bool(cross)
+        self.norm = norm
+
+    # --- access ---------------------------------------------------------------------------
+    @property
+    def names(self):
+        """Coefficient names present, in flattening order."""
+        return tuple(self._c)
+
+    def is_complex(self, name):
+        return name in self._complex
+
+    def __getattr__(self, name):
+        if name in ORDER:
+            coeffs = self.__dict__.get("_c", {})
+            if name in coeffs:
+                return coeffs[name]
+            if name == "S3P":
+                return None
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __getitem__(self, name):
+        return self._c[name]
+
+    def __repr__(self):
+        shapes = ", ".join(f"{n}={tuple(a.shape)}{'c' if n in self._complex else ''}" for n, a in self._c.items())
+        return f"ScatteringStatistics({self.backend.name}, {'cross' if self.cross else 'auto'}, norm={self.norm!r}, {shapes})"
+
+    def _new(self, coeffs, complex_names):
+        return ScatteringStatistics(coeffs, complex_names, self.backend, self.j2_j3, self.j1_j2_j3, self.cross,
+                                    self.norm)
+
+    def map(self, fn):
+        """A new object with ``fn(array)`` applied to every stored array (complex ones include their pair axis)."""
+        return self._new({n: fn(a) for n, a in self._c.items()}, self._complex)
+
+    # --- arithmetic -----------------------------------------------------------------------
+    def _binary(self, other, op, reflected=False):
+        xp = self.backend.xp
+        if isinstance(other, ScatteringStatistics):
+            if other.names != self.names:
+                raise ValueError(f"statistics hold different coefficients: {self.names} vs {other.names}")
+            if raw_backend(other.backend).name != self.backend.name:
+                raise TypeError(f"cannot combine {self.backend.name} and {other.backend.name} statistics")
+            out, cplx = {}, set()
+            for n in self.names:
+                a, ac, b, bc = self._c[n], n in self._complex, other._c[n], n in other._complex
+                if reflected:
+                    a, ac, b, bc = b, bc, a, ac
+                out[n], is_c = _apply(xp, op, a, ac, b, bc)
+                if is_c:
+                    cplx.add(n)
+            return self._new(out, cplx)
+        if not _is_scalar(other):
+            raise TypeError(f"statistics combine with statistics or scalars, got {type(other).__name__}")
+        out = {}
+        for n in self.names:
+            a, ac = self._c[n], n in self._complex
+            out[n] = _apply(xp, op, other, False, a, ac)[0] if reflected else _apply(xp, op, a, ac, other, False)[0]
+        return self._new(out, self._complex)
+
+    def __add__(self, other):
+        return self._binary(other, "add")
+
+    def __radd__(self, other):
+        return self._binary(other, "add", reflected=True)
+
+    def __sub__(self, other):
+        return self._binary(other, "sub")
+
+    def __rsub__(self, other):
+        return self._binary(other, "sub", reflected=True)
+
+    def __mul__(self, other):
+        return self._binary(other, "mul")
+
+    def __rmul__(self, other):
+        return self._binary(other, "mul", reflected=True)
+
+    def __truediv__(self, other):
+        return self._binary(other, "div")
+
+    def __rtruediv__(self, other):
+        return self._binary(other, "div", reflected=True)
+
+    def __neg__(self):
+        return self.map(lambda a: -a)
+
+    def __pow__(self, p):
+        """``|z| ** p`` for complex coefficients (the result is real), ``x ** p`` for real ones."""
+        if not isinstance(p, numbers.Real) or isinstance(p, bool):
+            raise TypeError(f"the exponent must be a real number, got {type(p).__name__}")
+        bk = raw_backend(self.backend)
+        out = {}
+        for n, a in self._c.items():
+            if n in self._complex:
+                sq = a[..., 0] * a[..., 0] + a[..., 1] * a[..., 1]
+                out[n] = sq if p == 2 else power(bk, sq, p / 2)
+            else:
+                out[n] = power(bk, a, p)
+        return self._new(out, ())
+
+    def abs(self):
+        """``|z|`` of complex coefficients, ``|x|`` of real ones (a real object)."""
+        xp = self.backend.xp
+        out = {n: (xp.sqrt(a[..., 0] ** 2 + a[..., 1] ** 2) if n in self._complex else xp.abs(a))
+               for n, a in self._c.items()}
+        return self._new(out, ())
+
+    # --- reductions -----------------------------------------------------------------------
+    def flatten(self):
+        """One real 1-D backend array: every coefficient in the order S0, S1, S2, S3, S3P, S4, each
+        raveled in C order (complex ones with real and imaginary parts interleaved)."""
+        xp = self.backend.xp
+        return xp.concat([xp.reshape(a, (-1,)) for a in self._c.values()], axis=0)
+
+    def reduce_sum(self):
+        """Sum of :meth:`flatten` (a backend scalar)."""
+        return self.backend.xp.sum(self.flatten())
+
+    def reduce_mean(self):
+        """Mean of :meth:`flatten` (a backend scalar)."""
+        return self.backend.xp.mean(self.flatten())
+
+    def reduce_mean_batch(self, stats=None):
+        """Mean over the batch, summed over all coefficients: ``sum(flatten()) / B``.
+
+        ``stat.reduce_mean_batch((stat - ref) ** 2)`` (reduces its argument when one is given) is a
+        differentiable backend scalar ready to return from a loss.
+        """
+        s = self if stats is None else stats
+        b = int(next(iter(s._c.values())).shape[0])
+        return s.reduce_sum() / b
+
+    def mean_batch(self):
+        """Statistics averaged over the batch (batch axis kept, of size 1)."""
+        xp = self.backend.xp
+        return self.map(lambda a: xp.mean(a, axis=0, keepdims=True))
+
+    def std_batch(self):
+        """Standard deviation over the batch (``|.|`` for complex coefficients): a real object, batch axis 1."""
+        return ((self - self.mean_batch()) ** 2).mean_batch() ** 0.5
+
+    # --- host copies and files --------------------------------------------------------------
+    def numpy(self):
+        """Dict name -> NumPy array (complex128 for complex coefficients, pair axis folded in)."""
+        bk = self.backend
+        out = {}
+        for n, a in self._c.items():
+            a = bk.to_numpy(a)
+            out[n] = a[..., 0] + 1j * a[..., 1] if n in self._complex else a
+        return out
+
+    def save(self, path):
+        """Write an ``.npz`` file atomically (temporary file in the same folder, then ``os.replace``)."""
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        arrays = {f"coef_{n}": self.backend.to_numpy(a) for n, a in self._c.items()}
+        arrays.update(format=np.array(_FORMAT), complex=np.array(sorted(self._complex), dtype="U8"),
+                      j2_j3=self.j2_j3, j1_j2_j3=self.j1_j2_j3, cross=np.array(self.cross),
+                      norm=np.array("" if self.norm is None else self.norm))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_scat_", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path, backend=None):
+        """Read a file written by :meth:`save` onto ``backend`` (default: the default backend)."""
+        bk = BackendCompat(resolve_backend(backend))
+        with np.load(os.fspath(path), allow_pickle=False) as data:
+            if "format" not in data or str(data["format"]) != _FORMAT:
+                raise ValueError(f"path: {path!r} is not a scattering statistics file written by save()")
+            coeffs = {n: bk.asarray(data[f"coef_{n}"]) for n in ORDER if f"coef_{n}" in data}
+            norm = str(data["norm"]) or None
+            return cls(coeffs, [str(n) for n in data["complex"]], bk, data["j2_j3"], data["j1_j2_j3"],
+                       bool(data["cross"]), norm)
+
+
+def _is_scalar(v):
+    if isinstance(v, numbers.Number) and not isinstance(v, bool):
+        return True
+    shape = getattr(v, "shape", None)
+    return shape is not None and len(shape) == 0
+
+
+def _apply(xp, op, a, ac, b, bc):
+    """``a op b`` where ``ac``/``bc`` say whether an operand is complex (trailing pair axis)."""
+    if not ac and not bc:
+        return _real_op(op, a, b), False
+    if op in ("add", "sub"):
+        if ac and bc:
+            return (a + b if op == "add" else a - b), True
+        if ac:  # complex a, real b: b goes to the real part
+            re = a[..., 0] + b if op == "add" else a[..., 0] - b
+            return xp.stack([re, a[..., 1] + 0 * re], axis=-1), True
+        re = a + b[..., 0] if op == "add" else a - b[..., 0]
+        im = b[..., 1] + 0 * re
+        return xp.stack([re, im if op == "add" else -im], axis=-1), True
+    if op == "mul":
+        if ac and bc:
+            ar, ai, br, bi = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
+            return xp.stack([ar * br - ai * bi, ar * bi + ai * br], axis=-1), True
+        return (a * _expand(xp, b) if ac else _expand(xp, a) * b), True
+    # division
+    if not bc:
+        return a / _expand(xp, b), True
+    br, bi = b[..., 0], b[..., 1]
+    den = br * br + bi * bi
+    if ac:
+        ar, ai = a[..., 0], a[..., 1]
+        return xp.stack([(ar * br + ai * bi) / den, (ai * br - ar * bi) / den], axis=-1), True
+    return xp.stack([a * br / den, -a * bi / den], axis=-1), True
+
+
+def _expand(xp, v):
+    return xp.expand_dims(v, axis=-1) if len(getattr(v, "shape", ())) > 0 else v
+
+
+def _real_op(op, a, b):
+    if op == "add":
+        return a + b
+    if op == "sub":
+        return a - b
+    if op == "mul":
+        return a * b
+    return a / b
+
+
+scat_cov = ScatteringStatistics

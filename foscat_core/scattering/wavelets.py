@@ -1,0 +1,96 @@
+"""The wavelet bank of the scattering operator: oriented Morlet kernels and a Gaussian smoother.
+
+Kernels live on the K x K oriented stencil of :class:`foscat_core.SphericalStencil`: tap
+``p = i*K + j`` sits at the tangent-plane offset ``(u, v) = (j - K//2, K//2 - i)`` in pixel units
+(``u`` east, ``v`` north in the ``"phi"`` gauge). The same kernels are applied at every scale: a
+map of scale ``j`` lives at ``nside / 2**j``, so a tap spacing of one pixel there is ``2**j``
+pixels of the input map, which dilates the wavelet.
+
+Definitions (all in pixel units of the scale the kernel is applied at)::
+
+    sigma   = LAMBDA * (K // 2) / 2             # Gaussian envelope width (1.2 px for K=5)
+    xi      = 3 * pi / 4                        # carrier frequency, radians per pixel
+    theta_k = k * pi / NORIENT                  # k = 0 .. NORIENT-1, from east towards north
+    g(u, v) = exp(-(u**2 + v**2) / (2 * sigma**2))
+    psi_k   = g * (exp(1j * xi * (u cos theta_k + v sin theta_k)) - beta_k)
+    beta_k  = sum(g * exp(1j * xi * (...))) / sum(g)   # makes sum(psi_k) == 0 on the grid
+    psi_k  /= sqrt(sum |psi_k|**2)                     # unit energy for every orientation
+    phi     = g / sum(g)                               # smoothing kernel (unit sum)
+
+The smoothing kernel uses the same envelope; smoothing followed by a mean ``down`` takes a map
+from one scale to the next.
+"""
+
+import math
+
+import numpy as np
+
+from foscat_core._validation import check_kernel_size, check_positive_int
+
+CARRIER_FREQUENCY = 0.75 * math.pi
+
+
+def tap_offsets(kernel_sz):
+    """Tangent-plane offsets of the K x K taps.
+
+    Returns
+    -------
+    u, v : ndarray of float64, shape (K*K,)
+        East and north offsets of tap ``p = i*K + j``: ``u = j - K//2``, ``v = K//2 - i``.
+    """
+    k = check_kernel_size(kernel_sz)
+    i, j = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+    return (j - k // 2).reshape(-1).astype(np.float64), (k // 2 - i).reshape(-1).astype(np.float64)
+
+
+def envelope_width(kernel_sz, lam):
+    """Gaussian width ``sigma = LAMBDA * (K // 2) / 2`` in pixels."""
+    lam = float(lam)
+    if not math.isfinite(lam) or lam <= 0:
+        raise ValueError(f"LAMBDA must be a positive finite number, got {lam!r}")
+    return lam * (check_kernel_size(kernel_sz) // 2) / 2.0
+
+
+def morlet_bank(kernel_sz, n_orient, lam=1.2):
+    """Complex Morlet wavelets at ``n_orient`` orientations and the real smoothing kernel.
+
+    Parameters
+    ----------
+    kernel_sz : int
+        Odd stencil side K.
+    n_orient : int
+        Number of orientations; ``theta_k = k * pi / n_orient``.
+    lam : float
+        Envelope width factor LAMBDA (``sigma = lam * (K // 2) / 2`` pixels).
+
+    Returns
+    -------
+    psi : ndarray of complex128, shape (n_orient, K*K)
+        Zero-mean, unit-energy wavelets, tap layout of :func:`tap_offsets`.
+    phi : ndarray of float64, shape (K*K,)
+        Gaussian smoothing kernel with unit sum.
+    """
+    n_orient = check_positive_int(n_orient, "NORIENT")
+    u, v = tap_offsets(kernel_sz)
+    sigma = envelope_width(kernel_sz, lam)
+    g = np.exp(-(u**2 + v**2) / (2.0 * sigma**2))
+    theta = np.arange(n_orient) * math.pi / n_orient
+    phase = CARRIER_FREQUENCY * (np.cos(theta)[:, None] * u[None, :] + np.sin(theta)[:, None] * v[None, :])
+    wave = np.exp(1j * phase)
+    beta = (g[None, :] * wave).sum(axis=1, keepdims=True) / g.sum()
+    psi = g[None, :] * (wave - beta)
+    psi /= np.sqrt((np.abs(psi) ** 2).sum(axis=1, keepdims=True))
+    phi = g / g.sum()
+    return psi, phi
+
+
+def conv_kernel(kernel_sz, n_orient, lam=1.2):
+    """The bank as one real ``conv`` weight: real parts, imaginary parts, then the smoother.
+
+    Returns
+    -------
+    ndarray of float64, shape (1, 2*n_orient + 1, K*K)
+        Output channel ``k`` = Re psi_k, ``n_orient + k`` = Im psi_k, ``2*n_orient`` = phi.
+    """
+    psi, phi = morlet_bank(kernel_sz, n_orient, lam)
+    return np.concatenate([psi.real, psi.imag, phi[None, :]], axis=0)[None, :, :]
