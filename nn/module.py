@@ -25,7 +25,7 @@ def _native_class(cls, backend):
     if key not in _native_classes:
         base = framework(backend).module_base
         name = f"{cls.__name__}"
-        native = type(name, (cls, base), {"__module__": cls.__module__})
+        native = type(name, (cls, base), {"__module__": cls.__module__, "_fc_portable": cls})
         # Registered in the defining module under a unique name so pickling (torch.save) finds it.
         alias = f"_{cls.__name__}__{backend.name}"
         native.__qualname__ = alias
@@ -53,8 +53,13 @@ class NativeModule:
         if backend is None:
             # Layers built on a stencil take its backend (the same rule their __init__ follows).
             backend = next((a.backend for a in (*args, *kwargs.values()) if isinstance(getattr(a, "backend", None), Backend)), None)
-        native = _native_class(cls, module_backend(backend, device))
-        return object.__new__(native)
+        # type(net)(...) or type(net).load(...) on another backend starts from the portable class.
+        portable = cls.__dict__.get("_fc_portable", cls)
+        native = _native_class(portable, module_backend(backend, device))
+        obj = object.__new__(native)
+        if not isinstance(obj, cls):  # Python only runs __init__ itself on instances of cls
+            obj.__init__(*args, backend=backend, device=device, **kwargs)
+        return obj
 
     def __init__(self, *, backend=None, device=None):
         super().__init__()  # the framework's module base (torch.nn.Module / tf.Module / plain)
