@@ -5,10 +5,12 @@ whose weights are ``tf.Variable``s; with ``"numpy"`` a plain object for inferenc
 ``(B, C, N_cells)`` everywhere.
 """
 
+from .attention import LayerNorm, MultiHeadSelfAttention, TransformerBlock
 from .cnn import CNN
 from .layers import Down, Norm, PointwiseConv, SphericalConv, Up
 from .module import NativeModule
 from .network import Network
 from .unet import HealpixUNet
+from .vit import HealpixViT
 
-__all__ = ["HealpixUNet", "CNN", "Network", "NativeModule", "SphericalConv", "PointwiseConv", "Norm", "Down", "Up"]
+__all__ = ["HealpixUNet", "CNN", "HealpixViT", "LayerNorm", "MultiHeadSelfAttention", "TransformerBlock", "Network", "NativeModule", "SphericalConv", "PointwiseConv", "Norm", "Down", "Up"]
