@@ -7,6 +7,7 @@ import numpy as np
 
 from .base import Backend
 from .tf_namespace import TensorflowNamespace
+from .tf_sparse import TfStencilOperator, stencil_contract
 
 
 def _tf():
@@ -18,19 +19,6 @@ def _tf():
             "(or pip install tensorflow-cpu)"
         ) from err
     return tf
-
-
-class _TfSparse:
-    """A CSR operator (N_out, N_in * P) as a ``tf.sparse.SparseTensor``."""
-
-    def __init__(self, tf, indptr, indices, data, shape, dtype):
-        rows = np.repeat(np.arange(shape[0], dtype=np.int64), np.diff(indptr))
-        self.shape = tuple(shape)
-        self.matrix = tf.sparse.SparseTensor(
-            indices=np.stack([rows, np.asarray(indices, dtype=np.int64)], axis=1),
-            values=tf.constant(np.asarray(data), dtype=dtype),
-            dense_shape=shape,
-        )
 
 
 class TensorflowBackend(Backend):
@@ -77,19 +65,12 @@ class TensorflowBackend(Backend):
         # Built eagerly even when first asked for inside a tf.function trace: an operator cached
         # on the stencil must not belong to one graph.
         with self.tf.init_scope(), self.tf.device(self.device):
-            return _TfSparse(self.tf, indptr, indices, data, shape, self.dtype(dtype))
+            return TfStencilOperator(self.tf, indptr, indices, data, shape, self.dtype(dtype), self.device)
 
     def stencil_contract(self, xt, wr, op):
-        tf = self.tf
-        shape = tf.shape(xt)
-        batch, n_in = shape[0], shape[1]
-        n_points = op.shape[1] // int(xt.shape[1])
-        c_out = int(wr.shape[1]) // n_points
-        z = tf.reshape(tf.linalg.matmul(xt, wr), (batch, n_in * n_points, c_out))
-        # One sparse product for the whole batch: columns (batch, channel).
-        z = tf.reshape(tf.transpose(z, (1, 0, 2)), (n_in * n_points, batch * c_out))
-        out = tf.sparse.sparse_dense_matmul(op.matrix, z)
-        return tf.transpose(tf.reshape(out, (op.shape[0], batch, c_out)), (1, 0, 2))
+        # CSR sparse-dense products per batch element with a custom gradient: see tf_sparse.py.
+        with self.tf.device(self.device):
+            return stencil_contract(self.tf, xt, wr, op)
 
     def value_and_grad(self, fn, x):
         tf = self.tf
