@@ -65,7 +65,7 @@ def _s4(xp, ar, ai, br, bi, w):
     return re, im
 
 
-def scattering_scales(op, z, n_fields, levels, weights, stencils):
+def scattering_scales(op, z, n_fields, levels, weights, filters):
     """Run the scale loop.
 
     Parameters
@@ -75,7 +75,7 @@ def scattering_scales(op, z, n_fields, levels, weights, stencils):
         The maps, field-major: ``z[:B]`` is x and, when ``n_fields == 2``, ``z[B:]`` is y.
     levels : list of Level
     weights : list of native arrays, shape (M, N_j)
-    stencils : list of SphericalStencil
+    filters : list of InterpOperator
 
     Returns
     -------
@@ -89,11 +89,11 @@ def scattering_scales(op, z, n_fields, levels, weights, stencils):
     b = fb // n_fields
     out = {"S1": [], "S2": [], "S2x": [], "S2y": [], "S3": [], "S3P": [], "S4": []}
     carried = None
-    for j, (level, w, st) in enumerate(zip(levels, weights, stencils)):
+    for j, (level, w, flt) in enumerate(zip(levels, weights, filters)):
         last = j == n_scales - 1
         n = level.n_cells
         wt = xp.permute_dims(w, (1, 0))
-        y1 = st.conv(z[:, None, :], wavelet_kernel if last else full_kernel)  # (FB, C, N)
+        y1 = flt.filter(z, wavelet_kernel if last else full_kernel)  # (FB, C, N)
         c_re, c_im = y1[:, :k], y1[:, k:2 * k]
         mod = safe_modulus(xp, c_re, c_im)  # (FB, K, N)
         pw = c_re * c_re + c_im * c_im
@@ -113,7 +113,7 @@ def scattering_scales(op, z, n_fields, levels, weights, stencils):
         mod = xp.expand_dims(mod, axis=1)
         mods = mod if carried is None else xp.concat([carried, mod], axis=1)
         jp = j + 1
-        y2 = st.conv(xp.reshape(mods, (fb * jp * k, 1, n)),
+        y2 = flt.filter(xp.reshape(mods, (fb * jp * k, n)),
                      wavelet_kernel if last else full_kernel)
         y2 = xp.reshape(y2, (fb, jp, k, int(y2.shape[1]), n))  # (FB, J', K2, C, N)
         # F[b, j2, k2, k3] -> (FB, K3, J'*K2, N)

@@ -10,7 +10,7 @@ from foscat_core.backends import resolve_backend
 
 from .compat import BackendCompat
 from .compute import assemble, scale_indices, scattering_scales
-from .pyramid import build_levels, count_scales, level_stencil, mask_pyramid
+from .pyramid import build_levels, count_scales, level_filter, mask_pyramid
 from .statistics import ScatteringStatistics
 from .wavelets import conv_kernel
 
@@ -86,11 +86,11 @@ class ScatteringCovariance:
 
     # --- caches ---------------------------------------------------------------------------
     def _kernels(self):
-        """(full bank with the smoother, wavelets only) as native arrays of shape (1, C, P)."""
+        """(full bank with the smoother, wavelets only) as native arrays of shape (C, P)."""
         if self._kernel_native is None:
             k = self.NORIENT
-            full = self._bk.asarray(self._kernel_host, dtype=self.all_type)
-            wave = self._bk.asarray(self._kernel_host[:, :2 * k], dtype=self.all_type)
+            full = self._bk.asarray(self._kernel_host[0], dtype=self.all_type)
+            wave = self._bk.asarray(self._kernel_host[0, :2 * k], dtype=self.all_type)
             self._kernel_native = (full, wave)
         return self._kernel_native
 
@@ -215,7 +215,7 @@ class ScatteringCovariance:
             if n_scales > allowed:
                 raise ValueError(f"Jmax={n_scales} exceeds the {allowed} scales this domain allows")
         levels = self._pyramid(nside, cell_ids, n_scales)
-        stencils = [level_stencil(lv, self.KERNELSZ, self.gauge_type, bk, self.all_type) for lv in levels]
+        filters = [level_filter(lv, self.KERNELSZ, self.gauge_type, bk, self.all_type) for lv in levels]
         if mask is None:
             weights = []
             for lv in levels:
@@ -229,7 +229,7 @@ class ScatteringCovariance:
 
         n_fields = 1 if y is None else 2
         z = x if y is None else xp.concat([x, y], axis=0)
-        raw = assemble(bk, scattering_scales(self, z, n_fields, levels, weights, stencils), self.NORIENT, n_fields)
+        raw = assemble(bk, scattering_scales(self, z, n_fields, levels, weights, filters), self.NORIENT, n_fields)
         coeffs = {"S0": self._s0(x, y, weights[0]), "S1": raw["S1"], "S2": _pair(xp, raw["S2"])}
         complex_names = {"S3", "S3P", "S4"} | ({"S2"} if y is not None else set())
         s3, s3p, s4 = raw["S3"], raw.get("S3P"), raw["S4"]

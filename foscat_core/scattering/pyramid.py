@@ -8,6 +8,8 @@ from foscat_core.domain import Domain
 from foscat_core.pyramid_ops import down
 from foscat_core.stencil import SphericalStencil
 
+from .depthwise import InterpOperator
+
 # A scale is only added while the coarser domain still has at least this many cells
 # (12 = the full sky at nside 1).
 MIN_CELLS = 12
@@ -32,6 +34,7 @@ class Level:
     cell_ids: object
     n_cells: int
     stencil: object = None
+    interp: object = None
     uniform_weight: object = field(default=None, repr=False)
 
 
@@ -69,6 +72,13 @@ def level_stencil(level, kernel_sz, gauge_type, backend, dtype):
         level.stencil = SphericalStencil(level.nside, kernel_sz, cell_ids=level.cell_ids, gauge_type=gauge_type,
                                          backend=backend, dtype=dtype)
     return level.stencil
+
+
+def level_filter(level, kernel_sz, gauge_type, backend, dtype):
+    """The level's :class:`InterpOperator` (and stencil), built on first use."""
+    if level.interp is None:
+        level.interp = InterpOperator(level_stencil(level, kernel_sz, gauge_type, backend, dtype), backend, dtype)
+    return level.interp
 
 
 def mask_pyramid(mask, levels):
