@@ -4,19 +4,25 @@ from foscat_core._validation import check_dtype_name
 from foscat_core.backends import Backend, get_backend, resolve_backend
 
 
+def _plain(backend):
+    """The plain backend under a wrapper such as the scattering operator's ``BackendCompat`` (``.raw``)."""
+    raw = getattr(backend, "__dict__", {}).get("raw")
+    return raw if isinstance(raw, Backend) else backend
+
+
 def _backend_from_operator(scat_op):
-    """The backend object ``scat_op`` works on, or ``None`` when it names none."""
+    """The (plain) backend object ``scat_op`` works on, or ``None`` when it names none."""
     if isinstance(scat_op, Backend):
-        return scat_op
+        return _plain(scat_op)
     candidate = getattr(scat_op, "backend", None)
     if isinstance(candidate, Backend):
-        return candidate
+        return _plain(candidate)
     if isinstance(candidate, str):
         return get_backend(candidate)
     # FOSCAT-style operators may wrap the backend one level deeper (op.backend.backend).
     inner = getattr(candidate, "backend", None)
     if isinstance(inner, Backend):
-        return inner
+        return _plain(inner)
     return None
 
 
@@ -118,7 +124,7 @@ class Loss:
                 "with backend='torch' or backend='tensorflow' for a loss that needs no operator"
             )
         if backend is not None:
-            wanted = resolve_backend(backend)
+            wanted = _plain(resolve_backend(backend))
             if found is not None and found is not wanted:
                 raise ValueError(f"backend={wanted.name!r} disagrees with the backend of scat_op ({found.name!r})")
             found = wanted
