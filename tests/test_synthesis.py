@@ -265,3 +265,16 @@ def test_verbose_prints_loss_lines(autograd_backend, capsys):
     captured = capsys.readouterr()
     assert "demo Itt      0" in captured.out + captured.err
     assert "sq=" in captured.out + captured.err
+
+
+def test_example_runs(autograd_backend, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "synthesis_moments.py"
+    spec = importlib.util.spec_from_file_location("synthesis_moments", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main(["--backend", autograd_backend, "--nside", "8", "--epochs", "30", "--quiet"])
+    assert out.shape == (768,)
+    assert "skewness" in capsys.readouterr().out
