@@ -1,0 +1,65 @@
+"""The demo's outputs: PNG figures, ``results.json`` with every number, a summary table."""
+
+import json
+import math
+import os
+import tempfile
+
+
+def write_json(path, payload):
+    """Atomic JSON write (temp file in the same folder, then rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def figures(out, cfg, ids, val_inputs, truth, pred, history, synth, stats):
+    """Write every PNG; returns {name: path}. Needs matplotlib (``pip install 'foscat_core[plot]'``)."""
+    from foscat_core import plot
+
+    paths = {}
+
+    def save(name, fig):
+        paths[name] = os.path.join(out, f"{name}.png")
+        plot.save(fig, paths[name])
+
+    observed = val_inputs[0, 0].copy()
+    observed[val_inputs[0, 1] == 0] = math.nan  # gaps shown blank
+    save("maps", plot.show_maps([observed, truth[0, 0], pred[0, 0], pred[0, 0] - truth[0, 0]], cfg.nside, ids,
+                                titles=["observed (noise, gaps)", "truth", "U-Net prediction", "residual"],
+                                suptitle=f"Regional U-Net, nside {cfg.nside}, {len(ids)} cells"))
+    save("training_loss", plot.show_history(history, title="HealpixUNet training"))
+    start, result, target_map = synth["start"], synth["result"], synth["target_map"]
+    save("synthesis_maps", plot.show_maps([start, result, target_map], cfg.nside, ids,
+                                          titles=["start (white noise)", "synthesised", "a true field"],
+                                          suptitle="Hybrid synthesis: scattering statistics + U-Net prior"))
+    save("synthesis_loss", plot.show_history(synth["numbers"]["loss_history"], title="Synthesis loss (L-BFGS-B)"))
+    save("statistics", plot.show_statistics(stats["synthesised"], label="synthesised", reference=stats["target"]))
+    return paths
+
+
+def summary_table(numbers):
+    """A fixed-width text table of the headline numbers."""
+    rows = [
+        ("backend", numbers["backend"]),
+        ("region", f"{numbers['n_cells']} cells at nside {numbers['nside']}"),
+        ("U-Net weights", f"{numbers['n_parameters']}"),
+        ("training time", f"{numbers['train_seconds']:.1f} s"),
+        ("val loss, first -> last epoch", f"{numbers['val_loss_first_epoch']:.4f} -> {numbers['val_loss_final']:.4f}"),
+        ("val MSE, U-Net / baseline", f"{numbers['val_mse_network']:.4f} / {numbers['val_mse_baseline']:.4f}"),
+        ("skill score (1 - MSE ratio)", f"{numbers['skill_score']:.3f}"),
+        ("synthesis time", f"{numbers['synthesis_seconds']:.1f} s ({numbers['iterations']} iterations)"),
+        ("statistics distance start -> end", f"{numbers['stat_distance_start']:.4g} -> {numbers['stat_distance_final']:.4g}"
+                                             f" ({numbers['stat_distance_reduction']:.1f}x closer)"),
+        ("same distance for a true field", f"{numbers['stat_distance_true_field']:.4g}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    line = "-" * (width + 40)
+    return "\n".join([line] + [f"{k:<{width}}  {v}" for k, v in rows] + [line])
