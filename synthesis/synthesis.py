@@ -170,7 +170,16 @@ class Synthesis:
         Returns
         -------
         numpy.ndarray, shape of ``in_x``
-            The synthesised map, in ``in_x``'s floating dtype (float64 for integer input).
+            The synthesised map, in ``in_x``'s floating dtype (float64 for integer input). A
+            ``KeyboardInterrupt`` (Ctrl-C) during the optimisation stops it and returns the last
+            accepted map.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Bad ``in_x`` (not real numbers, empty, NaN or infinite), bad arguments, a loss that
+            returns something other than a backend scalar, a loss with no gradient, or a
+            non-finite loss at the start.
         """
         x0 = host_array(in_x, "in_x")
         NUM_EPOCHS = positive_int(NUM_EPOCHS, "NUM_EPOCHS")
@@ -230,7 +239,8 @@ class Synthesis:
                 v0 = full[free].copy()
                 total0, _ = evaluate(v0)
                 if not np.isfinite(total0):
-                    raise ValueError(f"the loss at in_x (restart {restart}) is not finite: {total0}")
+                    where = "in_x" if restart == 0 else f"the start of restart {restart}"
+                    raise ValueError(f"the loss at {where} is not finite: {total0}")
                 history.append(total0)
                 if iteration % EVAL_FREQUENCY == 0:
                     report(v0, total0, self._last[2], restart)
@@ -252,8 +262,13 @@ class Synthesis:
                     if iteration % EVAL_FREQUENCY == 0:
                         report(v, f, per_loss, restart)
 
-                result = scipy.optimize.minimize(evaluate, v0, jac=True, method="L-BFGS-B", callback=callback,
-                                                 options=opts)
+                try:
+                    result = scipy.optimize.minimize(evaluate, v0, jac=True, method="L-BFGS-B", callback=callback,
+                                                     options=opts)
+                except KeyboardInterrupt:  # Ctrl-C: keep what was reached so far
+                    full[free] = accepted["v"]
+                    tqdm.write(f"{MESSAGE}interrupted at iteration {iteration}: returning the last accepted map")
+                    break
                 self.result = result
                 # L-BFGS-B may end on an evaluation that failed its line search: keep the last accepted point.
                 if np.isfinite(result.fun) and result.fun <= accepted["f"]:
@@ -261,7 +276,7 @@ class Synthesis:
                 else:
                     full[free] = accepted["v"]
                 bar.update(NUM_EPOCHS * (restart + 1) - bar.n)  # iterations skipped by an early stop
-            if verbose and self._last is not None:
+            if verbose and self.result is not None:
                 tqdm.write(f"{MESSAGE}Final loss {history[-1]:.6e} after {iteration} iterations "
                            f"({time.perf_counter() - t_start:.2f} s; scipy: {self.result.message})")
         finally:

@@ -278,3 +278,18 @@ def test_example_runs(autograd_backend, capsys):
     out = module.main(["--backend", autograd_backend, "--nside", "8", "--epochs", "30", "--quiet"])
     assert out.shape == (768,)
     assert "skewness" in capsys.readouterr().out
+
+
+def test_keyboard_interrupt_returns_last_accepted_map(autograd_backend):
+    calls = []
+
+    def stoppable(x, op, args):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return op.backend.xp.sum((x - 1.0) ** 2) + 0.1 * op.backend.xp.sum(x**4)
+
+    synth = Synthesis([Loss(stoppable, None, backend=autograd_backend)], verbose=False)
+    out = synth.run(np.zeros(3), NUM_EPOCHS=50)
+    hist = synth.get_history()
+    assert np.all(np.isfinite(out)) and len(hist) >= 2 and hist[-1] < hist[0]
