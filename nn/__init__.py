@@ -7,10 +7,11 @@ whose weights are ``tf.Variable``s; with ``"numpy"`` a plain object for inferenc
 
 from .attention import LayerNorm, MultiHeadSelfAttention, TransformerBlock
 from .cnn import CNN
+from .gcnn import GCNN, WaveletConv, WaveletTransform
 from .layers import Down, Norm, PointwiseConv, SphericalConv, Up
 from .module import NativeModule
 from .network import Network
 from .unet import HealpixUNet
 from .vit import HealpixViT
 
-__all__ = ["HealpixUNet", "CNN", "HealpixViT", "LayerNorm", "MultiHeadSelfAttention", "TransformerBlock", "Network", "NativeModule", "SphericalConv", "PointwiseConv", "Norm", "Down", "Up"]
+__all__ = ["HealpixUNet", "CNN", "HealpixViT", "GCNN", "WaveletConv", "WaveletTransform", "LayerNorm", "MultiHeadSelfAttention", "TransformerBlock", "Network", "NativeModule", "SphericalConv", "PointwiseConv", "Norm", "Down", "Up"]
