@@ -65,6 +65,14 @@ class SphericalStencil:
         self.index, self.weight = stencil_table(self.domain, self.kernel_sz, gauge_type, self.n_gauges)
         self._operators = None
 
+    def on_backend(self, backend):
+        """The same stencil (shared tables) on another backend or device; operators rebuilt on use."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.backend = resolve_backend(backend)
+        clone._operators = None
+        return clone
+
     @property
     def cell_ids(self):
         return self.domain.cell_ids

@@ -5,6 +5,7 @@ One small adapter per backend, chosen by ``backend.name``; the layers and networ
 which framework they run on.
 """
 
+import itertools
 import math
 
 import numpy as np
@@ -72,7 +73,20 @@ class TorchFramework:
         import torch
 
         self.torch, self.backend = torch, backend
-        self.module_base = torch.nn.Module
+
+        class TorchModule(torch.nn.Module):
+            def _apply(self, fn, *args, **kwargs):
+                # .to(device) / .cuda() / .cpu(): follow the parameters to their new device.
+                out = super()._apply(fn, *args, **kwargs)
+                tensors = itertools.chain(self.parameters(), self.buffers())
+                device = next((t.device for t in tensors), None)
+                if device is not None and device != self.backend.device:
+                    from foscat_core.backends import get_backend
+
+                    self._fc_rebind(get_backend("torch", device))
+                return out
+
+        self.module_base = TorchModule
 
     def parameter(self, value, dtype):
         return self.torch.nn.Parameter(self.backend.asarray(np.asarray(value), dtype=dtype))

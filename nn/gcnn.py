@@ -77,6 +77,15 @@ class WaveletTransform:
         self.n_features = self.n_scales * per_scale
         self.n_cells = self.stencils[0].n_cells
 
+    def on_backend(self, backend):
+        """The same transform on another backend or device (the torch ``.to()`` path)."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.stencils = [st.on_backend(backend) for st in self.stencils]
+        clone.backend = clone.stencils[0].backend
+        clone.bank = clone.backend.asarray(self.backend.to_numpy(self.bank), dtype=self.dtype)
+        return clone
+
     def __call__(self, x):
         """x (B, C, N) → (B, C * F, N); channel ``c * F + f`` is feature f of input channel c.
 

@@ -69,6 +69,19 @@ class NativeModule:
         # framework's attribute tracking, which has nothing to track here.
         object.__setattr__(self, "_fc_names", [])
 
+    def _fc_rebind(self, backend):
+        """Point this module tree at ``backend`` (another device): objects holding backend arrays
+        (stencils, wavelet banks) are moved there, once each, so layers sharing one still do."""
+        for module in _walk(self):
+            if module.backend is backend:
+                continue
+            for name, value in list(vars(module).items()):
+                if hasattr(value, "on_backend"):
+                    object.__setattr__(module, name, _moved(value, backend))
+            object.__setattr__(module, "backend", backend)
+            object.__setattr__(module, "fw", framework(backend))
+            module.__dict__.pop("_fc_evaluator", None)
+
     # --- registration -----------------------------------------------------------------------
     def add_parameter(self, name, value, dtype):
         """Register a trainable variable initialised from a NumPy array."""
@@ -117,3 +130,20 @@ class NativeModule:
                 size *= int(s)
             total += size
         return total
+
+
+def _walk(module):
+    yield module
+    for _, child in module._fc_children():
+        yield from _walk(child)
+
+
+def _moved(value, backend):
+    """``value`` on ``backend``: one copy per device, remembered in a table every copy shares
+    (so moving back returns the original, operators already built)."""
+    clones = value.__dict__.setdefault("_fc_clones", {})
+    clones.setdefault((value.backend.name, str(value.backend.device)), value)
+    key = (backend.name, str(backend.device))
+    if key not in clones:
+        clones[key] = value.on_backend(backend)
+    return clones[key]

@@ -191,3 +191,22 @@ def test_forward_input_errors(backend_name):
         net(np.zeros((1, 2, n + 1), np.float32))
     with pytest.raises(ValueError, match="shape"):
         net(np.zeros((2, n), np.float32))
+
+
+@pytest.mark.skipif("torch" not in BACKENDS, reason="needs torch")
+def test_torch_to_device_moves_the_geometry_too():
+    """``.to(device)`` moves weights and the stencils behind them (checked with torch's "meta"
+    device, which exists without a GPU); inputs left on the old device get a clear error."""
+    import torch
+
+    net = make("unet", "torch", disc_ids()).eval()
+    n = len(disc_ids())
+    assert net.to("meta") is net
+    assert str(net.backend.device) == "meta"
+    enc0 = net.enc[0]
+    assert enc0.conv1.stencil is enc0.conv2.stencil  # shared stencils stay shared
+    assert str(enc0.conv1.stencil.backend.device) == "meta"
+    y = net(torch.zeros((2, 2, n), device="meta"))
+    assert y.device.type == "meta" and tuple(y.shape) == (2, 3, n)
+    with pytest.raises(ValueError, match="device"):
+        net(torch.zeros((2, 2, n)))
