@@ -263,3 +263,23 @@ def test_matches_brute_force_definitions(region):
 
 def test_statistics_type_and_alias():
     assert isinstance(get_op("numpy").eval(np.ones(NPIX)), ScatteringStatistics)
+
+
+def test_regional_cell_order_does_not_matter():
+    ids = disc_ids()
+    rng = np.random.default_rng(15)
+    x, y = rng.normal(size=(2, ids.size)), rng.normal(size=(2, ids.size))
+    perm = rng.permutation(ids.size)
+    op = get_op("numpy")
+    a = op.eval(x, y, cell_ids=ids, nside=NSIDE, norm="self").numpy()
+    b = op.eval(x[:, perm], y[:, perm], cell_ids=ids[perm], nside=NSIDE, norm="self").numpy()
+    for name in a:
+        assert np.allclose(a[name], b[name], rtol=1e-10, atol=1e-14), name
+
+
+def test_float32_close_to_float64(backend_name):
+    x = np.random.default_rng(16).normal(size=(1, NPIX))
+    ref = get_op("numpy").eval(x, norm="self")
+    got = get_op(backend_name, all_type="float32").eval(x, norm="self")
+    assert got.backend.dtype_name(got.S4) == "float32"
+    assert_stats_close(got, ref, 1e-4)

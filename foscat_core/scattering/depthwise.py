@@ -11,7 +11,6 @@ gradient is the backend's own.
 """
 
 import numpy as np
-import scipy.sparse as sp
 
 
 class InterpOperator:
@@ -22,16 +21,19 @@ class InterpOperator:
 
     def __init__(self, stencil, backend, dtype):
         n, p = stencil.n_cells, stencil.n_points
-        idx = np.transpose(stencil.index[0], (1, 0, 2)).reshape(p * n, -1)  # (P*N, 4)
+        # CSR arrays built directly (4 interpolation cells per row, zero weights of regional
+        # borders dropped); duplicate columns in a row are summed by every backend's product.
         wgt = np.transpose(stencil.weight[0], (1, 0, 2)).reshape(p * n, -1)
-        rows = np.repeat(np.arange(p * n, dtype=np.int64), idx.shape[1])
-        mat = sp.csr_matrix((wgt.reshape(-1), (rows, idx.reshape(-1))), shape=(p * n, n))
-        mat.sum_duplicates()
-        mat.eliminate_zeros()
+        keep = wgt != 0.0
+        data = wgt[keep]
+        del wgt
+        indices = np.transpose(stencil.index[0], (1, 0, 2)).reshape(p * n, -1)[keep]
+        indptr = np.zeros(p * n + 1, dtype=np.int64)
+        np.cumsum(keep.sum(axis=1), out=indptr[1:])
+        del keep
         self.n_cells, self.n_points = n, p
         self.backend = backend
-        self.op = backend.sparse_operator(mat.indptr.astype(np.int64), mat.indices.astype(np.int64), mat.data,
-                                          (p * n, n), dtype)
+        self.op = backend.sparse_operator(indptr, indices.astype(np.int64, copy=False), data, (p * n, n), dtype)
         self._eye = {}
         self.dtype = dtype
 

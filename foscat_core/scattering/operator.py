@@ -70,7 +70,7 @@ class ScatteringCovariance:
             raise ValueError(f"JmaxDelta must be a non-negative integer, got {JmaxDelta!r}")
         self.JmaxDelta = int(JmaxDelta)
         self.nstep_max = check_positive_int(nstep_max, "nstep_max")
-        self.all_type = check_dtype_name(all_type)
+        self.all_type = check_dtype_name(all_type, "all_type")
         self._bk = resolve_backend(backend.raw if isinstance(backend, BackendCompat) else backend)
         self.backend = BackendCompat(self._bk, self.all_type)
         self.gauge_type = gauge_type
