@@ -113,8 +113,7 @@ def scattering_scales(op, z, n_fields, levels, weights, filters):
         mod = xp.expand_dims(mod, axis=1)
         mods = mod if carried is None else xp.concat([carried, mod], axis=1)
         jp = j + 1
-        y2 = flt.filter(xp.reshape(mods, (fb * jp * k, n)),
-                     wavelet_kernel if last else full_kernel)
+        y2 = flt.filter(xp.reshape(mods, (fb * jp * k, n)), wavelet_kernel if last else full_kernel)
         y2 = xp.reshape(y2, (fb, jp, k, int(y2.shape[1]), n))  # (FB, J', K2, C, N)
         # F[b, j2, k2, k3] -> (FB, K3, J'*K2, N)
         f_re = xp.reshape(xp.permute_dims(y2[:, :, :, :k], (0, 3, 1, 2, 4)), (fb, k, jp * k, n))
