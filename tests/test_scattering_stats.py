@@ -217,3 +217,21 @@ def test_backend_compat_helpers(backend_name):
     assert funct(KERNELSZ=3, NORIENT=2, backend=bk).backend.name == backend_name
     st = op.eval(np.ones(NPIX))
     assert st.backend.name == backend_name and hasattr(st.backend, "bk_mean")
+
+
+def test_host_reference_joins_framework_statistics(autograd_backend):
+    rng = np.random.default_rng(17)
+    ref = get_op("numpy").eval(rng.normal(size=NPIX))
+    op = get_op(autograd_backend)
+    x = op.backend.asarray(rng.normal(size=NPIX), dtype="float64")
+
+    def loss(u):
+        st = op.eval(u)
+        return st.reduce_mean_batch((st - ref) ** 2) + st.reduce_mean_batch((ref - st) ** 2)
+
+    value, grad = op.backend.value_and_grad(loss, x)
+    st = op.eval(x)
+    want = 2 * sum(float((np.abs(st.numpy()[k] - ref.numpy()[k]) ** 2).sum()) for k in ref.names)
+    assert np.isclose(float(to_numpy(value)), want)
+    assert np.isfinite(to_numpy(grad)).all()
+    assert ref.to_backend(autograd_backend).backend.name == autograd_backend

@@ -168,7 +168,7 @@ class ScatteringCovariance:
         Parameters
         ----------
         x : array, shape (B, N) or (N,)
-            Maps in NESTED order: a full sky (nside inferred from N unless given) or the cells
+            Maps in NESTED order (a 1-D map is a batch of one, B = 1): a full sky (nside inferred from N unless given) or the cells
             ``cell_ids`` at ``nside``. Host data is converted to ``all_type``; a framework tensor
             must already be of the operator's backend and dtype (gradients flow through it).
         y : array, same shape as x, optional

@@ -89,6 +89,12 @@ class ScatteringStatistics:
         return ScatteringStatistics(coeffs, complex_names, self.backend, self.j2_j3, self.j1_j2_j3, self.cross,
                                     self.norm)
 
+    def to_backend(self, backend):
+        """A copy on ``backend`` (through host memory: any autograd graph is cut)."""
+        bk = backend if isinstance(backend, BackendCompat) else BackendCompat(resolve_backend(backend))
+        coeffs = {n: bk.asarray(self.backend.to_numpy(a)) for n, a in self._c.items()}
+        return ScatteringStatistics(coeffs, self._complex, bk, self.j2_j3, self.j1_j2_j3, self.cross, self.norm)
+
     def map(self, fn):
         """A new object with ``fn(array)`` applied to every stored array (complex ones include their pair axis)."""
         return self._new({n: fn(a) for n, a in self._c.items()}, self._complex)
@@ -99,8 +105,15 @@ class ScatteringStatistics:
         if isinstance(other, ScatteringStatistics):
             if other.names != self.names:
                 raise ValueError(f"statistics hold different coefficients: {self.names} vs {other.names}")
-            if raw_backend(other.backend).name != self.backend.name:
-                raise TypeError(f"cannot combine {self.backend.name} and {other.backend.name} statistics")
+            if other.backend.name != self.backend.name:
+                # Host (NumPy) statistics join a framework's: they carry no graph to lose.
+                if other.backend.name == "numpy":
+                    other = other.to_backend(self.backend)
+                elif self.backend.name == "numpy":
+                    return self.to_backend(other.backend)._binary(other, op, reflected)
+                else:
+                    raise TypeError(f"cannot combine {self.backend.name} and {other.backend.name} statistics; "
+                                    "convert one with to_backend()")
             out, cplx = {}, set()
             for n in self.names:
                 a, ac, b, bc = self._c[n], n in self._complex, other._c[n], n in other._complex
