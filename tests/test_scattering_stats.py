@@ -27,10 +27,6 @@ def two_stats(backend, cross=False):
     return op.eval(x1), op.eval(x2, norm="self")
 
 
-def np_complex(stat):
-    return stat.numpy()
-
-
 @pytest.mark.parametrize("cross", [False, True])
 def test_arithmetic_matches_numpy(backend_name, cross):
     a, b = two_stats(backend_name, cross)

@@ -7,6 +7,7 @@ import numpy as np
 from foscat_core._arrays import as_backend_array
 from foscat_core._validation import check_dtype_name, check_kernel_size, check_nside, check_positive_int
 from foscat_core.backends import resolve_backend
+from foscat_core.stencil_geometry import GAUGE_TYPES
 
 from .compat import BackendCompat
 from .compute import assemble, scale_indices, scattering_scales
@@ -73,6 +74,8 @@ class ScatteringCovariance:
         self.all_type = check_dtype_name(all_type, "all_type")
         self._bk = resolve_backend(backend.raw if isinstance(backend, BackendCompat) else backend)
         self.backend = BackendCompat(self._bk, self.all_type)
+        if gauge_type not in GAUGE_TYPES:
+            raise ValueError(f"gauge_type must be one of {GAUGE_TYPES}, got {gauge_type!r}")
         self.gauge_type = gauge_type
         self._kernel_host = conv_kernel(self.KERNELSZ, self.NORIENT, self.LAMBDA)  # validates LAMBDA
         self._kernel_native = None
@@ -94,13 +97,15 @@ class ScatteringCovariance:
             self._kernel_native = (full, wave)
         return self._kernel_native
 
-    def _pyramid(self, nside, cell_ids, n_scales):
+    def _pyramid(self, nside, cell_ids):
+        """The cached entry of a domain: ``{"allowed": int, "levels": list of Level}``."""
         key = (nside, None if cell_ids is None else np.asarray(cell_ids, dtype=np.int64).tobytes())
-        levels = self._pyramids.get(key)
-        if levels is None or len(levels) < n_scales:
-            levels = build_levels(nside, cell_ids, n_scales)
-            self._pyramids[key] = levels
-        return levels[:n_scales]
+        entry = self._pyramids.get(key)
+        if entry is None:
+            allowed = count_scales(nside, cell_ids)
+            entry = {"allowed": allowed, "levels": build_levels(nside, cell_ids, allowed)}
+            self._pyramids[key] = entry
+        return entry
 
     def clean_norm(self):
         """Forget the reference stored by ``norm="auto"``."""
@@ -110,7 +115,7 @@ class ScatteringCovariance:
 
     def max_scales(self, nside, cell_ids=None):
         """The default number of scales for a domain: what it allows minus JmaxDelta, capped by nstep_max."""
-        allowed = count_scales(nside, cell_ids)
+        allowed = self._pyramid(nside, cell_ids)["allowed"]
         return max(1, min(allowed - self.JmaxDelta, self.nstep_max)), allowed
 
     # --- input checks ---------------------------------------------------------------------
@@ -168,9 +173,10 @@ class ScatteringCovariance:
         Parameters
         ----------
         x : array, shape (B, N) or (N,)
-            Maps in NESTED order (a 1-D map is a batch of one, B = 1): a full sky (nside inferred from N unless given) or the cells
-            ``cell_ids`` at ``nside``. Host data is converted to ``all_type``; a framework tensor
-            must already be of the operator's backend and dtype (gradients flow through it).
+            Maps in NESTED order (a 1-D map is a batch of one, B = 1): a full sky (nside inferred
+            from N unless given) or the cells ``cell_ids`` at ``nside``. Host data is converted to
+            ``all_type``; a framework tensor must already be of the operator's backend and dtype
+            (gradients flow through it).
         y : array, same shape as x, optional
             Second map for the cross statistics (adds S3P).
         mask : array, shape (M, N) or (N,), optional
@@ -180,8 +186,8 @@ class ScatteringCovariance:
             Divide S3 by ``sqrt(S2[j2,k2] S2[j3,k3])`` and S4 by ``sqrt(S2[j1,k1] S2[j2,k2])``
             (for cross statistics, the S2 of the map each index belongs to: S3 uses y's for j2 and
             x's for j3, S3P the reverse, S4 x's for j1 and y's for j2). ``"self"``: the S2 of the
-            maps being evaluated. ``"auto"``: the first call with ``"auto"`` stores its S2 (detached)
-            on the operator and every later ``"auto"`` call divides by that stored reference (its
+            maps being evaluated. ``"auto"``: the first call with ``"auto"`` stores its S2 (x's and
+            y's, detached) on the operator and every later ``"auto"`` call divides by that stored reference (its
             batch axis must be 1 or match); :meth:`clean_norm` forgets it.
         cell_ids : array_like of int, shape (N,), optional
             NESTED ids of a regional map, any order; needs ``nside``. Scales coarser than the
@@ -214,7 +220,7 @@ class ScatteringCovariance:
             n_scales = check_positive_int(Jmax, "Jmax")
             if n_scales > allowed:
                 raise ValueError(f"Jmax={n_scales} exceeds the {allowed} scales this domain allows")
-        levels = self._pyramid(nside, cell_ids, n_scales)
+        levels = self._pyramid(nside, cell_ids)["levels"][:n_scales]
         filters = [level_filter(lv, self.KERNELSZ, self.gauge_type, bk, self.all_type) for lv in levels]
         if mask is None:
             weights = []

@@ -83,7 +83,8 @@ class ScatteringStatistics:
 
     def __repr__(self):
         shapes = ", ".join(f"{n}={tuple(a.shape)}{'c' if n in self._complex else ''}" for n, a in self._c.items())
-        return f"ScatteringStatistics({self.backend.name}, {'cross' if self.cross else 'auto'}, norm={self.norm!r}, {shapes})"
+        kind = "cross" if self.cross else "auto"
+        return f"ScatteringStatistics({self.backend.name}, {kind}, norm={self.norm!r}, {shapes})"
 
     def _new(self, coeffs, complex_names):
         return ScatteringStatistics(coeffs, complex_names, self.backend, self.j2_j3, self.j1_j2_j3, self.cross,
