@@ -9,13 +9,13 @@ stale file is rebuilt, never trusted.
 
 import hashlib
 import os
-import tempfile
 import threading
 import warnings
 from collections import OrderedDict
 
 import numpy as np
 
+from ._files import atomic_write
 from .stencil_geometry import compute_stencil
 
 FORMAT_VERSION = 1
@@ -93,13 +93,7 @@ def _save(path, key, table):
     small = index.shape[1] < 2**31
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, key=np.array(key), index=index.astype(np.int32) if small else index, weight=weight)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with atomic_write(path) as fh:
+            np.savez(fh, key=np.array(key), index=index.astype(np.int32) if small else index, weight=weight)
     except OSError as err:  # a read-only or full disk must not stop the computation
         warnings.warn(f"could not write stencil cache {path}: {err}", RuntimeWarning, stacklevel=3)

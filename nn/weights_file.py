@@ -3,9 +3,10 @@ weights as NumPy arrays under their portable names, in an ``.npz`` written atomi
 
 import json
 import os
-import tempfile
 
 import numpy as np
+
+from foscat_core._files import atomic_write
 
 FORMAT = "foscat_core.nn"
 VERSION = 1
@@ -18,17 +19,8 @@ def write_weights(path, class_name, config, cell_ids, arrays):
     if cell_ids is not None:
         payload[_CELLS] = np.asarray(cell_ids, dtype=np.int64)
     payload.update(arrays)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path, suffix=".npz") as f:
+        np.savez(f, **payload)
 
 
 def read_weights(path, class_name):

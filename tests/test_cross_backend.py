@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import foscat_core as fc
-from conftest import AUTOGRAD_BACKENDS, BACKENDS, TOLERANCE, assert_close, to_numpy
+from conftest import BACKENDS, TOLERANCE, assert_close, to_numpy
 
 FULL_NSIDE = 8
 DISC_NSIDE = 16

@@ -3,21 +3,14 @@
 import json
 import math
 import os
-import tempfile
+
+from foscat_core._files import atomic_write
 
 
 def write_json(path, payload):
     """Atomic JSON write (temp file in the same folder, then rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path, "w", suffix=".json") as f:
+        json.dump(payload, f, indent=2)
 
 
 def figures(out, cfg, ids, val_inputs, truth, pred, history, synth, stats):

@@ -2,9 +2,10 @@
 
 import os
 import sys
-import tempfile
 
 import numpy as np
+
+from foscat_core._files import atomic_write
 
 try:
     import matplotlib
@@ -95,13 +96,6 @@ def save(fig, path):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"path: folder {folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_plot_", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=SAVE_DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, suffix=".png") as fh:
+        fig.savefig(fh, format="png", dpi=SAVE_DPI)
     return path

@@ -207,7 +207,7 @@ class ScatteringCovariance:
         if norm not in NORMS:
             raise ValueError(f"norm must be one of None, 'self', 'auto', got {norm!r}")
         x = self._maps(x, "x")
-        b, n = int(x.shape[0]), int(x.shape[1])
+        n = int(x.shape[1])
         nside, cell_ids = self._domain(n, nside, cell_ids)
         if y is not None:
             y = self._maps(y, "y")

@@ -6,10 +6,10 @@ Complex coefficients are stored as real backend arrays with a trailing axis of s
 
 import numbers
 import os
-import tempfile
 
 import numpy as np
 
+from foscat_core._files import atomic_write
 from foscat_core.backends import resolve_backend
 
 from .compat import BackendCompat, power, raw_backend
@@ -227,20 +227,12 @@ class ScatteringStatistics:
     def save(self, path):
         """Write an ``.npz`` file atomically (temporary file in the same folder, then ``os.replace``)."""
         path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
         arrays = {f"coef_{n}": self.backend.to_numpy(a) for n, a in self._c.items()}
         arrays.update(format=np.array(_FORMAT), complex=np.array(sorted(self._complex), dtype="U8"),
                       j2_j3=self.j2_j3, j1_j2_j3=self.j1_j2_j3, cross=np.array(self.cross),
                       norm=np.array("" if self.norm is None else self.norm))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_scat_", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path, suffix=".npz") as fh:
+            np.savez(fh, **arrays)
 
     @classmethod
     def load(cls, path, backend=None):
