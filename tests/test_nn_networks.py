@@ -210,3 +210,13 @@ def test_torch_to_device_moves_the_geometry_too():
     assert y.device.type == "meta" and tuple(y.shape) == (2, 3, n)
     with pytest.raises(ValueError, match="device"):
         net(torch.zeros((2, 2, n)))
+
+
+@pytest.mark.skipif("torch" not in BACKENDS, reason="needs torch")
+def test_torch_compile_gives_the_same_outputs():
+    import torch
+
+    net = make("cnn", "torch").eval()
+    x = torch.as_tensor(np.random.default_rng(6).normal(size=(2, 2, 12 * NSIDE**2)).astype(np.float32))
+    compiled = torch.compile(net, backend="aot_eager")  # traces forward and backward graphs
+    np.testing.assert_allclose(compiled(x).detach().numpy(), net(x).detach().numpy(), rtol=1e-6, atol=1e-6)
