@@ -52,7 +52,9 @@ class TensorflowBackend(Backend):
         dt = None if dtype is None else self.dtype(dtype)
         if self.is_native(x):
             return x if dt is None or x.dtype == dt else tf.cast(x, dt)
-        with tf.device(self.device):
+        # Host data becomes an eager constant even while a tf.function is being traced: objects
+        # that cache such arrays (operators, kernels) then never hold a tensor of a dead graph.
+        with tf.init_scope(), tf.device(self.device):
             return tf.convert_to_tensor(np.asarray(x), dtype=dt)
 
     def to_numpy(self, x):
@@ -68,7 +70,7 @@ class TensorflowBackend(Backend):
             return TfStencilOperator(self.tf, indptr, indices, data, shape, self.dtype(dtype), self.device)
 
     def stencil_contract(self, xt, wr, op):
-        # CSR sparse-dense products per batch element with a custom gradient: see tf_sparse.py.
+        # COO sparse-dense products per batch element, gradient in the dense operand: see tf_sparse.py.
         with self.tf.device(self.device):
             return stencil_contract(self.tf, xt, wr, op)
 

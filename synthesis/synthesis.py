@@ -1,6 +1,7 @@
 """L-BFGS-B synthesis of maps: scipy drives a float64 host vector, the backend's autograd gives the gradient."""
 
 import time
+import warnings
 
 import numpy as np
 import scipy.optimize
@@ -10,6 +11,10 @@ from ._checks import free_entries, host_array, positive_float, positive_int
 from .loss import Loss
 
 SYNTHESIS_BACKENDS = ("torch", "tensorflow")
+
+
+class _NoGradient(Exception):
+    """Raised while tracing when the losses do not reach x (the eager path then reports it)."""
 
 
 class Synthesis:
@@ -68,6 +73,7 @@ class Synthesis:
         self.track = []
         self.result = None
         self._last = None  # (vector, total, per-loss values) of the latest evaluation
+        self._graphs = {}  # TensorFlow: dtype -> compiled value-and-gradient (False: run eagerly)
 
     # --- one evaluation ------------------------------------------------------------------------
     def _scalar(self, loss, value):
@@ -102,22 +108,75 @@ class Synthesis:
                 return out
 
             xt = bk.asarray(full.copy(), dtype=dtype)
-            try:
-                value, g = bk.value_and_grad(objective, xt)
-            except RuntimeError as err:
-                if "does not require grad" in str(err) or "not have been used in the graph" in str(err):
-                    g = None
-                else:
-                    raise
+            compiled = self._compiled(dtype, members, xt) if bk.name == "tensorflow" else None
+            if compiled is not None:
+                value, per_member, g = compiled
+                values.update(zip(members, per_member))
+            else:
+                try:
+                    value, g = bk.value_and_grad(objective, xt)
+                except RuntimeError as err:
+                    if "does not require grad" in str(err) or "not have been used in the graph" in str(err):
+                        g = None
+                    else:
+                        raise
             if g is None:
                 names = ", ".join(repr(self.loss_class[k].name) for k in members)
                 raise ValueError(f"the losses {names} do not depend on x through {bk.name} operations, so they "
                                  "have no gradient; keep the computation in backend ops on x")
+            failed = self._graphs.pop(("failed", dtype), None)
+            if failed is not None:
+                reason = (str(failed).strip().splitlines() or [""])[0][:200]
+                warnings.warn(f"the {dtype} losses could not be compiled with tf.function ({type(failed).__name__}: "
+                              f"{reason}); they run eagerly (slower)", RuntimeWarning, stacklevel=3)
             for k in members:
                 per_loss[k] = float(bk.to_numpy(values[k]))
             total += float(bk.to_numpy(value))
             grad += bk.to_numpy(g).astype(np.float64).ravel()
         return total, per_loss, grad
+
+    # --- TensorFlow: the evaluation as one graph ------------------------------------------------
+    def _compiled(self, dtype, members, xt):
+        """TensorFlow only: ``(total, per-member values, gradient)`` from the losses of ``members``
+        traced once into a ``tf.function`` (eagerly, every one of the hundreds of small ops of a
+        scattering loss pays TensorFlow's per-op dispatch; as one graph the evaluation costs about
+        what torch's does), or ``None`` when they cannot be traced: then the caller runs them
+        eagerly, which also raises the usual errors of a broken loss.
+
+        The graph is traced on the first evaluation of a run (losses run their Python code then,
+        not at every evaluation) and again after a batch refresh; a loss that leaves backend
+        operations (``x.numpy()``...) falls back to eager execution with a one-line warning.
+        """
+        state = self._graphs.get(dtype)
+        if state is False:
+            return None
+        tf = self.backend.tf
+        if state is None:
+
+            def value_and_grad(xt):
+                values = []
+                with tf.GradientTape() as tape:
+                    tape.watch(xt)
+                    for k in members:
+                        loss = self.loss_class[k]
+                        values.append(self._scalar(loss, loss.eval(xt)))
+                    total = values[0]
+                    for v in values[1:]:
+                        total = total + v
+                grad = tape.gradient(total, xt)
+                if grad is None:
+                    raise _NoGradient()
+                return total, values, tf.convert_to_tensor(grad)  # dense even after a gather on x
+
+            state = {"fn": tf.function(value_and_grad, reduce_retracing=True, autograph=False)}
+            self._graphs[dtype] = state
+        try:
+            return state["fn"](xt)
+        except Exception as err:  # noqa: BLE001 - any tracing failure: run eagerly instead
+            self._graphs[dtype] = False
+            if not isinstance(err, _NoGradient):
+                self._graphs[("failed", dtype)] = err
+            return None
 
     # --- the optimisation ------------------------------------------------------------------------
     def run(self, in_x, NUM_EPOCHS=100, EVAL_FREQUENCY=100, factr=10.0, NUM_STEP_BIAS=1, batchsz=1, totalsz=1,
@@ -204,6 +263,7 @@ class Synthesis:
         full = x0.astype(np.float64).ravel()
         history, self.info, self.track = [], [], []
         self.result = None
+        self._graphs = {}  # traced again for this run: the losses may have changed since the last one
         bar = tqdm(total=NUM_EPOCHS * NUM_STEP_BIAS, desc=MESSAGE.strip() or "synthesis", disable=not verbose, leave=False)
         iteration = 0
         t_start = time.perf_counter()
@@ -236,6 +296,8 @@ class Synthesis:
                 for loss in self.loss_class:
                     if loss.batch_update is not None and (restart > 0 or loss.batch is None):
                         loss.refresh_batch()
+                if restart > 0 and any(loss.batched for loss in self.loss_class):
+                    self._graphs = {}  # a traced graph holds the previous batch
                 v0 = full[free].copy()
                 total0, _ = evaluate(v0)
                 if not np.isfinite(total0):
