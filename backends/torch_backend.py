@@ -1,13 +1,13 @@
 """PyTorch backend: array-api-compat's torch namespace, autograd, CUDA when available.
 
-The stencil product uses ``embedding_bag`` (a fused gather-weight-sum, several times faster on CPU
-than a CSR matmul) inside a custom autograd function whose backward runs the transposed product
-in row chunks, so no large temporary is ever allocated twice.
+The stencil product (``embedding_bag`` gathers in row blocks and dense matmuls, in a custom
+autograd function) lives in :mod:`backends.torch_contract`.
 """
 
 import numpy as np
 
 from .base import Backend
+from .torch_contract import TorchStencilOperator, make_contract
 
 
 def _torch():
@@ -18,81 +18,6 @@ def _torch():
             "the 'torch' backend needs PyTorch: pip install 'foscat_core[torch]' (or pip install torch)"
         ) from err
     return torch
-
-
-class _TorchSparse:
-    """A CSR operator (N_out, N_in * P) and its transpose, as embedding_bag arguments."""
-
-    def __init__(self, torch, indptr, indices, data, shape, dtype, device):
-        import scipy.sparse as sp
-
-        self.shape = tuple(shape)
-        mat = sp.csr_matrix((data, indices, indptr), shape=shape)
-        mat_t = mat.T.tocsr()
-        as_index = lambda a: torch.as_tensor(np.ascontiguousarray(a, dtype=np.int64), device=device)
-        as_value = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
-        self.fwd = (as_index(mat.indices), as_index(mat.indptr), as_value(mat.data))
-        self.bwd = (as_index(mat_t.indices), as_index(mat_t.indptr), as_value(mat_t.data))
-        self.bwd_indptr_host = mat_t.indptr.astype(np.int64)
-
-    @staticmethod
-    def _apply(torch, table, dense, rows=None, indptr_host=None):
-        indices, indptr, values = table
-        if rows is None:
-            return torch.nn.functional.embedding_bag(
-                indices, dense, indptr[:-1], mode="sum", per_sample_weights=values
-            )
-        r0, r1 = rows
-        lo, hi = int(indptr_host[r0]), int(indptr_host[r1])
-        return torch.nn.functional.embedding_bag(
-            indices[lo:hi], dense, indptr[r0:r1] - lo, mode="sum", per_sample_weights=values[lo:hi]
-        )
-
-
-def _make_contract(torch):
-    class StencilContract(torch.autograd.Function):
-        """out[b] = op @ reshape(xt[b] @ wr, (N_in * P, C_out)); see Backend.stencil_contract."""
-
-        @staticmethod
-        def forward(ctx, xt, wr, op):
-            batch, n_in, _ = xt.shape
-            n_points = op.shape[1] // n_in
-            c_out = wr.shape[1] // n_points
-            out = xt.new_empty((batch, op.shape[0], c_out))
-            z = xt.new_empty((n_in, n_points * c_out))  # reused across the batch
-            for b in range(batch):
-                torch.mm(xt[b], wr, out=z)
-                out[b] = _TorchSparse._apply(torch, op.fwd, z.view(n_in * n_points, c_out))
-            ctx.save_for_backward(xt, wr)
-            ctx.op = op
-            return out
-
-        @staticmethod
-        def backward(ctx, grad):
-            xt, wr = ctx.saved_tensors
-            op = ctx.op
-            need_x, need_w = ctx.needs_input_grad[:2]
-            batch, n_in, _ = xt.shape
-            n_points = op.shape[1] // n_in
-            c_out = wr.shape[1] // n_points
-            grad = grad.contiguous()
-            gx = torch.empty_like(xt) if need_x else None
-            gw = torch.zeros_like(wr) if need_w else None
-            # Row chunks of the transposed product keep each temporary around 4 MB.
-            step = max(1, (4 << 20) // (n_points * c_out * xt.element_size()))
-            for b in range(batch):
-                for r0 in range(0, n_in, step):
-                    r1 = min(n_in, r0 + step)
-                    gz = _TorchSparse._apply(
-                        torch, op.bwd, grad[b], (r0 * n_points, r1 * n_points), op.bwd_indptr_host
-                    ).view(r1 - r0, n_points * c_out)
-                    if need_w:
-                        gw.addmm_(xt[b, r0:r1].T, gz)
-                    if need_x:
-                        torch.mm(gz, wr.T, out=gx[b, r0:r1])
-            return gx, gw, None
-
-    return StencilContract
 
 
 class TorchBackend(Backend):
@@ -113,7 +38,7 @@ class TorchBackend(Backend):
             self.device = torch.device(device)
         except (RuntimeError, TypeError) as err:
             raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0', got {device!r}") from err
-        self._contract = _make_contract(torch)
+        self._contract = make_contract(torch)
 
     def __repr__(self):
         return f"<foscat_core backend 'torch' on {self.device}>"
@@ -148,10 +73,10 @@ class TorchBackend(Backend):
         return self.torch.index_select(x, axis if axis >= 0 else x.ndim + axis, idx)
 
     def sparse_operator(self, indptr, indices, data, shape, dtype):
-        return _TorchSparse(self.torch, indptr, indices, data, shape, self.dtype(dtype), self.device)
+        return TorchStencilOperator(self.torch, indptr, indices, data, shape, self.dtype(dtype), self.device)
 
     def stencil_contract(self, xt, wr, op):
-        return self._contract.apply(xt.contiguous(), wr.contiguous(), op)
+        return self._contract.apply(xt, wr.contiguous(), op)
 
     def value_and_grad(self, fn, x):
         x = x.detach().requires_grad_(True)
