@@ -116,6 +116,11 @@ class TorchFramework:
     def no_grad(self):
         return self.torch.no_grad()
 
+    def fused_batch_norm(self, norm, x):
+        """torch's batch norm kernel (running statistics updated in place, unbiased variance)."""
+        return self.torch.nn.functional.batch_norm(x, norm.running_mean, norm.running_var, norm.scale, norm.shift,
+                                                   norm.training, norm.momentum, norm.eps)
+
     def trainer(self, model, loss_fn, lr, weight_decay):
         """A function ``(x, y) -> loss`` that runs one optimiser step on ``model``."""
         optimiser = self.torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -185,6 +190,9 @@ class TensorflowFramework:
 
         return contextlib.nullcontext()
 
+    def fused_batch_norm(self, norm, x):
+        return None  # tf.nn.fused_batch_norm wants NHWC images; the written-once version is used
+
     def trainer(self, model, loss_fn, lr, weight_decay):
         tf = self.tf
         variables = model.parameters()
@@ -242,6 +250,9 @@ class NumpyFramework:
         import contextlib
 
         return contextlib.nullcontext()
+
+    def fused_batch_norm(self, norm, x):
+        return None
 
     def trainer(self, model, loss_fn, lr, weight_decay):
         raise NotImplementedError(
