@@ -1,4 +1,4 @@
-"""The TensorFlow stencil product: COO sparse-dense products (``SparseTensorDenseMatMul``).
+"""The TensorFlow stencil product: COO sparse-dense products (``SparseTensorDenseMatMul``), CSR for wide ones.
 
 ``out[b] = A @ reshape(xt[b] @ wr, (N_in * P, C_out))`` with ``A`` (N_out, N_in * P) sparse: every
 row holds at most 4 * P nonzeros (P stencil taps, 4 bilinear neighbours each; column ``m * P + p``
@@ -9,7 +9,10 @@ The sparse factor is applied with ``tf.raw_ops.SparseTensorDenseMatMul`` on COO 
 (P = 25, 4.7 M nonzeros), it is 3-6x faster than ``SparseMatrixMatMul`` on a ``CSRSparseMatrix``,
 its transposed product needs no second copy of the matrix (``adjoint_a``), and its components are
 ordinary tensors that a ``tf.function`` captures like any constant (a CSR variant tensor cannot be
-captured, so it had to be rebuilt inside every graph). The product has a hand-written gradient
+captured, so it had to be rebuilt inside every graph). From 32 dense columns on that kernel takes a path
+~10x slower, so products with more than 16 columns (network layers) use ``SparseMatrixMatMul`` on a
+CSR built from the same components (cached eagerly, converted in the graph under
+``tf.function``). The product has a hand-written gradient
 with respect to the dense operand only (TensorFlow's registered one also computes the gradient of
 the sparse values: two gathers of nnz rows, wasted here).
 
@@ -83,13 +86,33 @@ class TfStencilOperator:
             with tf.init_scope(), tf.device(self.device):
                 idx, values, _ = self._forms["contract"]
                 host = idx.numpy()
-                coo = _aligned_empty(host.shape, host.dtype)
-                np.multiply(host[:, 0], n_points, out=coo[:, 0])
-                coo[:, 0] += host[:, 1] % n_points
-                np.floor_divide(host[:, 1], n_points, out=coo[:, 1])
+                rows = host[:, 0] * n_points + host[:, 1] % n_points
+                cols = host[:, 1] // n_points
                 del host
+                order = np.lexsort((cols, rows))  # row-major, as a CSR conversion needs
+                coo = _aligned_empty((len(order), 2), rows.dtype)
+                np.take(rows, order, out=coo[:, 0])
+                np.take(cols, order, out=coo[:, 1])
+                del rows, cols
+                vals = _aligned_empty((len(order),), values.dtype.as_numpy_dtype)
+                np.take(values.numpy(), order, out=vals)
+                del order
+                values = self._tensor(vals)
                 shape = (self.shape[0] * n_points, self.shape[1] // n_points)
                 self._forms[key] = (self._tensor(coo), values, self._shape_tensor(shape))
+        return self._forms[key]
+
+    def csr(self, form):
+        """The ``CSRSparseMatrix`` of a form: converted once and cached when eager; converted in
+        the graph (one O(nnz) op) inside a ``tf.function``, which cannot capture a CSR variant."""
+        tf = self.tf
+        convert = tf.raw_ops.SparseTensorToCSRSparseMatrix
+        if not tf.executing_eagerly():
+            return convert(indices=tf.cast(form[0], tf.int64), values=form[1], dense_shape=form[2])
+        key = ("csr", id(form[0]))
+        if key not in self._forms:
+            with tf.device(self.device):
+                self._forms[key] = convert(indices=tf.cast(form[0], tf.int64), values=form[1], dense_shape=form[2])
         return self._forms[key]
 
 
@@ -103,17 +126,27 @@ def _aligned_empty(shape, dtype, align=64):
     return raw[offset:offset + nbytes].view(dtype).reshape(shape)
 
 
-def sparse_matmul(tf, form, b, adjoint=False):
-    """``A @ b`` (or ``A^T @ b``) for a COO form and a dense (rows, C) ``b``; differentiable in ``b``."""
+# SparseTensorDenseMatMul is the fastest product up to this many dense columns (and 2-5x faster
+# than SparseMatrixMatMul below 16 in float64); from 32 columns on its kernel switches to a path
+# ~10x slower, where the row-parallel CSR kernel wins (measured on one CPU core).
+_COO_MAX_COLUMNS = 16
+
+
+def sparse_matmul(tf, op, form, b, adjoint=False):
+    """``A @ b`` (or ``A^T @ b``) for a form of ``op`` and a dense (rows, C) ``b``; differentiable in ``b``."""
     indices, values, shape = form
+    columns = b.shape[1]
 
     @tf.custom_gradient
     def product(b):
-        out = tf.raw_ops.SparseTensorDenseMatMul(a_indices=indices, a_values=values, a_shape=shape, b=b,
-                                                 adjoint_a=adjoint)
+        if columns is not None and columns <= _COO_MAX_COLUMNS:
+            out = tf.raw_ops.SparseTensorDenseMatMul(a_indices=indices, a_values=values, a_shape=shape, b=b,
+                                                     adjoint_a=adjoint)
+        else:
+            out = tf.raw_ops.SparseMatrixMatMul(a=op.csr(form), b=b, adjoint_a=adjoint)
 
         def grad(g):
-            return sparse_matmul(tf, form, g, not adjoint)
+            return sparse_matmul(tf, op, form, g, not adjoint)
 
         return out, grad
 
@@ -160,14 +193,14 @@ def stencil_contract(tf, xt, wr, op):
         w_i = None if identity else tf.reshape(tf.transpose(tf.reshape(wr, (c_in, n_points, c_out)), (1, 0, 2)),
                                                (n_points * c_in, c_out))
         if batch is None:  # the batch as extra columns of one product (no loop in the graph)
-            xi = sparse_matmul(tf, a_i, tf.reshape(tf.transpose(xt, (1, 0, 2)), (n_in, -1)))
+            xi = sparse_matmul(tf, op, a_i, tf.reshape(tf.transpose(xt, (1, 0, 2)), (n_in, -1)))
             xi = tf.transpose(tf.reshape(xi, (n_out, n_points, -1, c_in)), (2, 0, 1, 3))
             if identity:
                 return tf.reshape(xi, (-1, n_out, c_in))
             return tf.reshape(tf.linalg.matmul(tf.reshape(xi, (-1, n_points * c_in)), w_i), (-1, n_out, c_out))
 
         def one(xb):
-            xi = sparse_matmul(tf, a_i, xb)
+            xi = sparse_matmul(tf, op, a_i, xb)
             if identity:
                 return xi
             return tf.linalg.matmul(tf.reshape(xi, (n_out, n_points * c_in)), w_i)
@@ -176,11 +209,11 @@ def stencil_contract(tf, xt, wr, op):
         a = op.form("contract", n_points)
         if batch is None:
             z = tf.reshape(tf.linalg.matmul(tf.reshape(xt, (-1, c_in)), wr), (-1, n_in * n_points, c_out))
-            out = sparse_matmul(tf, a, tf.reshape(tf.transpose(z, (1, 0, 2)), (n_in * n_points, -1)))
+            out = sparse_matmul(tf, op, a, tf.reshape(tf.transpose(z, (1, 0, 2)), (n_in * n_points, -1)))
             return tf.transpose(tf.reshape(out, (n_out, -1, c_out)), (1, 0, 2))
 
         def one(xb):
-            return sparse_matmul(tf, a, tf.reshape(tf.linalg.matmul(xb, wr), (n_in * n_points, c_out)))
+            return sparse_matmul(tf, op, a, tf.reshape(tf.linalg.matmul(xb, wr), (n_in * n_points, c_out)))
 
     if batch == 1:
         return tf.expand_dims(one(xt[0]), 0)
