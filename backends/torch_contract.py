@@ -30,6 +30,8 @@ P small matmuls, slower overall; ``torch.sparse_csr_tensor`` products are ~2x sl
 (the interpolate-first forward was slower than contract-first without blocks).
 """
 
+import sys
+
 import numpy as np
 
 # Bags (output rows of one gather) per block and CPU thread: ~16k rows x C channels keep a
@@ -70,7 +72,7 @@ class TorchStencilOperator:
         self._bases = {}
         self._tables = {}
         self._build = self._blocks
-        if hasattr(torch, "compiler") and hasattr(torch.compiler, "disable"):
+        if _compiler_loaded(torch, "disable"):
             self._build = torch.compiler.disable(self._blocks)  # host work: never traced
 
     def table(self, kind, n_points, threads=1):
@@ -146,11 +148,18 @@ class _RowBuffer:
         return self.buf.copy_(s)
 
 
+def _compiler_loaded(torch, name):
+    """True when torch.compile's machinery is already imported. Its decorators import it
+    (~1 s and ~130 MB), which a user who never compiles should not pay; a user who compiles has
+    it loaded by the time the first operator is built inside the trace."""
+    return "torch._dynamo" in sys.modules and hasattr(getattr(torch, "compiler", None), name)
+
+
 def make_contract(torch):
     def threads():
         return torch.get_num_threads()
 
-    if hasattr(torch, "compiler") and hasattr(torch.compiler, "assume_constant_result"):
+    if _compiler_loaded(torch, "assume_constant_result"):
         # read once while torch.compile traces (a block size), not a graph break
         threads = torch.compiler.assume_constant_result(threads)
 
