@@ -39,6 +39,33 @@ def _make(name, device):
 
 
 def canonical_name(name):
+    """The canonical backend name for ``name`` or one of its aliases (case-insensitive).
+
+    Parameters
+    ----------
+    name : str
+        ``"numpy"`` / ``"np"``, ``"torch"`` / ``"pytorch"`` or ``"tensorflow"`` / ``"tf"``.
+
+    Returns
+    -------
+    str
+        ``"numpy"``, ``"torch"`` or ``"tensorflow"``. Nothing is imported.
+
+    Raises
+    ------
+    ValueError
+        For any other name or a non-string.
+
+    Examples
+    --------
+    >>> from foscat_core.backends import canonical_name
+    >>> canonical_name("np"), canonical_name("PyTorch"), canonical_name("tf")
+    ('numpy', 'torch', 'tensorflow')
+    >>> canonical_name("jax")
+    Traceback (most recent call last):
+        ...
+    ValueError: backend must be one of 'numpy', 'torch', 'tensorflow', got 'jax'
+    """
     if not isinstance(name, str) or name.lower() not in _ALIASES:
         raise ValueError(f"backend must be one of 'numpy', 'torch', 'tensorflow', got {name!r}")
     return _ALIASES[name.lower()]
@@ -53,6 +80,25 @@ def get_backend(name=None, device=None):
     device : str, optional
         Framework device such as ``"cpu"``, ``"cuda:1"`` or ``"/GPU:0"``; default: the GPU
         when the framework sees one, else the CPU.
+
+    Returns
+    -------
+    Backend
+        One shared instance per ``(name, device)``: asking twice returns the same object. The
+        framework is imported on the first request only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.backends import get_backend
+    >>> bk = get_backend("numpy")
+    >>> bk
+    <foscat_core backend 'numpy'>
+    >>> bk is get_backend("np"), bk.has_autograd
+    (True, False)
+    >>> x = bk.asarray([1, 2, 3], dtype="float32")
+    >>> bk.dtype_name(x), bk.to_numpy(x).shape
+    ('float32', (3,))
     """
     if name is None:
         name, device = _default["name"], device if device is not None else _default["device"]
@@ -68,14 +114,59 @@ def get_backend(name=None, device=None):
 
 
 def set_backend(name, device=None):
-    """Make ``name`` the default backend for objects created afterwards; returns it."""
+    """Make ``name`` the default backend for objects created afterwards; returns it.
+
+    Objects made before the call keep their backend; constructors given ``backend=`` ignore the
+    default.
+
+    Parameters
+    ----------
+    name : {"numpy", "torch", "tensorflow"}
+        Or an alias accepted by :func:`canonical_name` (``"np"``, ``"pytorch"``, ``"tf"``).
+    device : str, optional
+        Framework device, as in :func:`get_backend`.
+
+    Returns
+    -------
+    Backend
+        The new default, ``get_backend(name, device)``.
+
+    Examples
+    --------
+    >>> from foscat_core.backends import get_backend, set_backend
+    >>> set_backend("numpy")
+    <foscat_core backend 'numpy'>
+    >>> get_backend().name
+    'numpy'
+    """
     backend = get_backend(name, device)
     _default["name"], _default["device"] = backend.name, device
     return backend
 
 
 def backend_of(x):
-    """The backend owning a native tensor ``x``, or ``None`` for NumPy arrays and Python data."""
+    """The backend owning a native tensor ``x``, or ``None`` for NumPy arrays and Python data.
+
+    Only the type's module is inspected, so no framework is imported.
+
+    Parameters
+    ----------
+    x : object
+        Any array or value, e.g. a ``torch.Tensor`` of shape (B, C, N_cells).
+
+    Returns
+    -------
+    Backend or None
+        The torch backend on ``x``'s device for a torch tensor, the TensorFlow backend for a
+        TensorFlow tensor or variable, else ``None``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.backends import backend_of
+    >>> backend_of(np.zeros((1, 2, 12))) is None, backend_of([1.0, 2.0]) is None
+    (True, True)
+    """
     module = type(x).__module__
     if module.startswith("torch"):
         return get_backend("torch", str(x.device))
@@ -85,7 +176,35 @@ def backend_of(x):
 
 
 def resolve_backend(backend=None, like=None):
-    """A backend object from ``backend=`` (object, name or None), else from ``like``'s type, else the default."""
+    """A backend object from ``backend=`` (object, name or None), else from ``like``'s type, else the default.
+
+    Parameters
+    ----------
+    backend : Backend or str, optional
+        A backend object (returned as is) or a name for :func:`get_backend`.
+    like : object, optional
+        Used when ``backend`` is ``None``: the backend owning this tensor (see
+        :func:`backend_of`); NumPy arrays and ``None`` give the default backend.
+
+    Returns
+    -------
+    Backend
+
+    Raises
+    ------
+    TypeError
+        When ``backend`` is neither ``None``, a name nor a backend object.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.backends import get_backend, resolve_backend
+    >>> bk = get_backend("numpy")
+    >>> resolve_backend("numpy") is bk, resolve_backend(bk) is bk
+    (True, True)
+    >>> resolve_backend(like=np.zeros(12)).name  # a NumPy array: the default backend
+    'numpy'
+    """
     if isinstance(backend, Backend):
         return backend
     if isinstance(backend, str):

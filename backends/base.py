@@ -13,6 +13,12 @@ from foscat_core._validation import check_dtype_name
 class Backend:
     """Base class of the NumPy, PyTorch and TensorFlow adapters.
 
+    Parameters
+    ----------
+    None
+        Not built directly: :func:`foscat_core.backends.get_backend` returns the shared instance
+        of a concrete adapter (whose constructor takes an optional ``device``).
+
     Attributes
     ----------
     name : str
@@ -20,6 +26,22 @@ class Backend:
     xp : module-like
         The array namespace (array-api-compat for NumPy and torch, a shim for TensorFlow).
     has_autograd : bool
+    device : object
+        The framework device arrays are placed on (``"cpu"`` for NumPy).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.backends import Backend, get_backend
+    >>> bk = get_backend("numpy")
+    >>> isinstance(bk, Backend), bk.name
+    (True, 'numpy')
+    >>> x = bk.asarray(np.arange(6.0).reshape(2, 3), dtype="float32")  # (B, N)
+    >>> bk.is_native(x), bk.dtype_name(x)
+    (True, 'float32')
+    >>> bk.to_numpy(bk.take(x, bk.index_array([2, 0]), axis=1))
+    array([[2., 0.],
+           [5., 3.]], dtype=float32)
     """
 
     name = "base"

@@ -25,7 +25,33 @@ _lock = threading.Lock()
 
 
 def cache_dir():
-    """The disk cache folder, or ``None`` when disk caching is off."""
+    """The disk cache folder, or ``None`` when disk caching is off.
+
+    ``$FOSCAT_CORE_CACHE_DIR`` when set (an empty value turns disk caching off), else
+    ``$XDG_CACHE_HOME/foscat_core``, else ``~/.cache/foscat_core``. Read at every call, so a
+    change of the variable applies to the next stencil built; the folder is created on the first
+    write only.
+
+    Parameters
+    ----------
+    None
+
+    Returns
+    -------
+    str or None
+
+    Examples
+    --------
+    >>> import os
+    >>> from unittest import mock
+    >>> import foscat_core as fc
+    >>> with mock.patch.dict(os.environ, {"FOSCAT_CORE_CACHE_DIR": "/tmp/my_stencils"}):
+    ...     print(fc.cache_dir())
+    /tmp/my_stencils
+    >>> with mock.patch.dict(os.environ, {"FOSCAT_CORE_CACHE_DIR": ""}):
+    ...     print(fc.cache_dir())
+    None
+    """
     env = os.environ.get("FOSCAT_CORE_CACHE_DIR")
     if env is not None:
         return env or None
@@ -65,6 +91,28 @@ def stencil_table(domain, kernel_sz, gauge_type="phi", n_gauges=1):
 
 
 def clear_memory_cache():
+    """Forget the stencil tables held in memory (the most recent 16); files on disk are kept.
+
+    Stencils already built keep their tables; the next stencil with the same geometry reads
+    the disk cache (see :func:`cache_dir`) or recomputes.
+
+    Parameters
+    ----------
+    None
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import foscat_core as fc
+    >>> st = fc.SphericalStencil(nside=1, kernel_sz=3, backend="numpy")
+    >>> fc.clear_memory_cache()
+    >>> st.conv(np.ones((1, 1, 12)), np.full((1, 1, 9), 1 / 9)).shape  # (B, C_out, N_cells)
+    (1, 1, 12)
+    """
     with _lock:
         _memory.clear()
 

@@ -49,7 +49,33 @@ class Linear(NativeModule):
 
 class LayerNorm(NativeModule):
     """Normalise the last axis of (..., D) to zero mean and unit variance, then learned
-    per-feature ``scale`` (ones) and ``shift`` (zeros). Biased variance, as ``torch.nn.LayerNorm``."""
+    per-feature ``scale`` (ones) and ``shift`` (zeros). Biased variance, as ``torch.nn.LayerNorm``.
+
+    Parameters
+    ----------
+    features : int
+        D, the size of the last axis.
+    backend : str or Backend
+        Keyword-only.
+    dtype : {"float32", "float64"}
+        Of ``scale`` and ``shift`` (each of shape (D,)).
+    eps : float
+        Added to the variance before the square root.
+
+    Shapes: (..., D) → (..., D), e.g. tokens (B, T, D).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.nn import LayerNorm
+    >>> norm = LayerNorm(8, backend="numpy")
+    >>> x = np.random.default_rng(0).normal(3.0, 2.0, size=(2, 5, 8)).astype("float32")  # (B, T, D)
+    >>> y = norm(x)
+    >>> y.shape, norm.n_parameters()
+    ((2, 5, 8), 16)
+    >>> bool(np.allclose(y.mean(axis=-1), 0, atol=1e-5)), bool(np.allclose(y.std(axis=-1), 1, atol=1e-3))
+    (True, True)
+    """
 
     def __init__(self, features, *, backend, dtype="float32", eps=1e-5):
         super().__init__(backend=backend)
@@ -73,6 +99,33 @@ class MultiHeadSelfAttention(NativeModule):
     One fused projection ``qkv`` (D → 3D), ``softmax(q kᵀ / sqrt(D / num_heads))`` over the key
     axis, then the output projection ``proj`` (D → D). Every token attends to every token: the
     sequences handled here have no padding tokens, so no key mask is applied.
+
+    Parameters
+    ----------
+    embed_dim : int
+        D, the token size; divisible by ``num_heads``.
+    num_heads : int
+        H; each head works on ``D / H`` features.
+    backend : str or Backend
+        Keyword-only.
+    dtype : {"float32", "float64"}
+    seeds : pair of (int or None)
+        Initialisation seeds of ``qkv`` (weight (D, 3D), bias (3D,)) and ``proj`` (weight
+        (D, D), bias (D,)).
+
+    Shapes: x (B, T, D) → (B, T, D).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.nn import MultiHeadSelfAttention
+    >>> attn = MultiHeadSelfAttention(8, 2, backend="numpy", seeds=(0, 1))
+    >>> attn(np.ones((2, 5, 8), "float32")).shape  # (B, T, D)
+    (2, 5, 8)
+    >>> [name for name, _ in attn.named_variables()]
+    ['qkv.weight', 'qkv.bias', 'proj.weight', 'proj.bias']
+    >>> attn.n_parameters()  # 8*24 + 24 + 8*8 + 8
+    288
     """
 
     def __init__(self, embed_dim, num_heads, *, backend, dtype="float32", seeds=(None, None)):
@@ -115,6 +168,33 @@ class TransformerBlock(NativeModule):
 
     ``x = x + attn(norm1(x))``; ``x = x + mlp(norm2(x))`` with an MLP of ``round(mlp_ratio * D)``
     hidden units.
+
+    Parameters
+    ----------
+    embed_dim : int
+        D, the token size; divisible by ``num_heads``.
+    num_heads : int
+        Attention heads (see :class:`MultiHeadSelfAttention`).
+    mlp_ratio : float
+        Hidden width of the MLP relative to D (at least one unit).
+    backend : str or Backend
+        Keyword-only.
+    dtype : {"float32", "float64"}
+    seeds : 4-tuple of (int or None)
+        Initialisation seeds of ``attn.qkv``, ``attn.proj``, ``mlp.fc1`` and ``mlp.fc2``.
+
+    Shapes: x (B, T, D) → (B, T, D).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.nn import TransformerBlock
+    >>> block = TransformerBlock(8, 2, mlp_ratio=2.0, backend="numpy", seeds=(0, 1, 2, 3))
+    >>> x = np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")  # (B, T, D)
+    >>> block(x).shape
+    (2, 5, 8)
+    >>> [name for name, _ in block.named_variables()][:3]
+    ['norm1.scale', 'norm1.shift', 'attn.qkv.weight']
     """
 
     def __init__(self, embed_dim, num_heads, mlp_ratio=4.0, *, backend, dtype="float32", seeds=(None,) * 4):

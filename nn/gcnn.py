@@ -55,6 +55,20 @@ class WaveletTransform:
     ----------
     n_features : int
         F, features per input channel: ``J * (R + 1)`` or ``J * (3R + 1)``.
+
+    Calling the transform maps x (B, C, N) to (B, C * F, N).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.nn import WaveletTransform
+    >>> wt = WaveletTransform(2, None, 3, 4, 1.2, "modulus", 1, "numpy", "float32")
+    >>> wt.n_features  # 4 moduli + the smoothed map
+    5
+    >>> wt(np.ones((2, 3, 48), "float32")).shape  # (B, C, N) -> (B, C * F, N)
+    (2, 15, 48)
+    >>> WaveletTransform(2, None, 3, 4, 1.2, "complex", 2, "numpy", "float32").n_features  # 2 * (3*4 + 1)
+    26
     """
 
     def __init__(self, nside, cell_ids, KERNELSZ, NORIENT, LAMBDA, features, n_scales, backend, dtype):
@@ -126,6 +140,17 @@ class WaveletConv(NativeModule):
         The fixed bank (its backend and dtype are the layer's).
     seed : int or numpy Generator, optional
         He-normal initialisation of ``weight``; ``bias`` starts at 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.nn import WaveletConv, WaveletTransform
+    >>> wt = WaveletTransform(2, None, 3, 4, 1.2, "modulus", 1, "numpy", "float32")  # F = 5
+    >>> layer = WaveletConv(3, 6, wt, seed=0)
+    >>> layer.weight.shape, layer.n_parameters()  # (C_out, C_in * F); 6 * 15 + 6
+    ((6, 15), 96)
+    >>> layer(np.ones((2, 3, 48), "float32")).shape  # (B, C_in, N) -> (B, C_out, N)
+    (2, 6, 48)
     """
 
     def __init__(self, in_channels, out_channels, transform, *, seed=None):

@@ -37,6 +37,24 @@ class SphericalConv(NativeModule):
 
     Weights: ``weight`` (C_in, C_out, K*K), or (G, C_in, C_out, K*K) with G gauges; ``bias``
     (G*C_out,). Input (B, C_in, N) → output (B, G*C_out, N).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import foscat_core as fc
+    >>> from foscat_core.nn import SphericalConv
+    >>> st = fc.SphericalStencil(nside=2, kernel_sz=3, backend="numpy")
+    >>> conv = SphericalConv(1, 4, st, seed=0)
+    >>> conv.weight.shape  # (C_in, C_out, K*K)
+    (1, 4, 9)
+    >>> conv(np.ones((2, 1, 48), "float32")).shape  # (B, C_in, N) -> (B, C_out, N)
+    (2, 4, 48)
+
+    With two gauges the output channels double (gauge-major):
+
+    >>> st2 = fc.SphericalStencil(nside=2, kernel_sz=3, n_gauges=2, backend="numpy")
+    >>> SphericalConv(1, 4, st2, seed=0)(np.ones((2, 1, 48), "float32")).shape
+    (2, 8, 48)
     """
 
     def __init__(self, in_channels, out_channels, stencil, *, bias=True, seed=None):
@@ -62,7 +80,31 @@ class SphericalConv(NativeModule):
 
 
 class PointwiseConv(NativeModule):
-    """1 x 1 convolution (a per-cell linear map of channels): (B, C_in, N) → (B, C_out, N)."""
+    """1 x 1 convolution (a per-cell linear map of channels): (B, C_in, N) → (B, C_out, N).
+
+    ``y[b, :, n] = weight @ x[b, :, n] + bias``, the same map at every cell.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    backend : str or Backend
+        Keyword-only.
+    dtype : {"float32", "float64"}
+    bias : bool
+    seed : int or numpy Generator, optional
+        ``weight`` (C_out, C_in) and ``bias`` (C_out,) are drawn uniformly in
+        ``±1/sqrt(C_in)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.nn import PointwiseConv
+    >>> mix = PointwiseConv(3, 5, backend="numpy", seed=0)
+    >>> mix.weight.shape, mix.bias.shape
+    ((5, 3), (5,))
+    >>> mix(np.ones((2, 3, 48), "float32")).shape  # (B, C_in, N) -> (B, C_out, N)
+    (2, 5, 48)
+    """
 
     def __init__(self, in_channels, out_channels, *, backend, dtype="float32", bias=True, seed=None):
         super().__init__(backend=backend)
@@ -90,6 +132,41 @@ class Norm(NativeModule):
     (momentum 0.1, unbiased variance, as torch's BatchNorm1d) used in evaluation mode;
     ``"group"`` normalises groups of channels per sample, ``"instance"`` each channel per sample.
     Each has a learned per-channel scale and shift.
+
+    Parameters
+    ----------
+    channels : int
+        C, the channel axis of the input.
+    kind : {"batch", "group", "instance", "none"}
+        ``"none"`` is the identity and holds no variable.
+    backend : str or Backend
+        Keyword-only.
+    dtype : {"float32", "float64"}
+    groups : int, optional
+        Groups for ``"group"``; must divide ``channels``; default ``gcd(channels, 8)``.
+    eps : float
+        Added to the variance.
+    momentum : float
+        Weight of the batch statistics in the running averages (``"batch"`` only).
+
+    Variables: ``scale`` and ``shift`` (C,), plus the states ``running_mean`` and
+    ``running_var`` (C,) for ``"batch"``. Shapes: x (B, C, N) → (B, C, N).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.nn import Norm
+    >>> x = np.random.default_rng(0).normal(2.0, 3.0, size=(3, 4, 12)).astype("float32")  # (B, C, N)
+    >>> inorm = Norm(4, "instance", backend="numpy")
+    >>> y = inorm(x)
+    >>> y.shape, bool(np.allclose(y.mean(axis=2), 0, atol=1e-5))
+    ((3, 4, 12), True)
+    >>> bnorm = Norm(4, "batch", backend="numpy")
+    >>> [name for name, _ in bnorm.named_variables()]
+    ['scale', 'shift', 'running_mean', 'running_var']
+    >>> _ = bnorm(x)                 # training mode: updates the running statistics
+    >>> bnorm.running_mean.shape
+    (4,)
     """
 
     def __init__(self, channels, kind="batch", *, backend, dtype="float32", groups=None, eps=1e-5, momentum=0.1):
@@ -170,7 +247,47 @@ class Norm(NativeModule):
 
 
 class Down(NativeModule):
-    """One level down the NESTED pyramid: (B, C, N) → (B, C, N_parent), max or mean."""
+    """One level down the NESTED pyramid: (B, C, N) → (B, C, N_parent), max or mean.
+
+    Each output cell takes the max (or mean) of its children present in the input.
+
+    Parameters
+    ----------
+    nside : int
+        Resolution of the input maps (>= 2); the output is at ``nside // 2``.
+    cell_ids : array_like of int, shape (N,), optional
+        NESTED ids of the input cells, any order; ``None`` = full sky (N = 12 nside²).
+    mode : {"max", "mean"}
+    backend : str or Backend
+        Keyword-only.
+
+    Attributes
+    ----------
+    parent_ids : ndarray of int64, shape (N_parent,)
+        ``np.unique(cell_ids // 4)``: the output cells, in this order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.nn import Down
+    >>> x = np.arange(48, dtype="float32").reshape(1, 1, 48)  # (B, C, N) at nside 2
+    >>> down = Down(2, backend="numpy")
+    >>> y = down(x)
+    >>> y.shape
+    (1, 1, 12)
+    >>> y[0, 0, :3]
+    array([ 3.,  7., 11.], dtype=float32)
+    >>> Down(2, mode="mean", backend="numpy")(x)[0, 0, :3]
+    array([1.5, 5.5, 9.5], dtype=float32)
+
+    A regional domain keeps the parents present:
+
+    >>> region = Down(2, cell_ids=np.arange(8, 16), backend="numpy")
+    >>> region.parent_ids
+    array([2, 3])
+    >>> region(np.arange(8, dtype="float32").reshape(1, 1, 8))
+    array([[[3., 7.]]], dtype=float32)
+    """
 
     def __init__(self, nside, cell_ids=None, mode="max", *, backend):
         super().__init__(backend=backend)
@@ -187,7 +304,34 @@ class Down(NativeModule):
 
 
 class Up(NativeModule):
-    """One level up: (B, C, N_coarse) → (B, C, M), each target cell takes its parent's value."""
+    """One level up: (B, C, N_coarse) → (B, C, M), each target cell takes its parent's value.
+
+    Parameters
+    ----------
+    nside : int
+        Resolution of the input (coarse) maps; the output is at ``2 * nside``.
+    cell_ids : array_like of int, shape (N_coarse,), optional
+        NESTED ids of the input cells, any order; ``None`` = full sky.
+    target_ids : array_like of int, shape (M,), optional
+        NESTED ids at ``2 * nside`` of the output cells, any order, each with its parent in
+        ``cell_ids``; default: every child of ``cell_ids`` (M = 4 N_coarse).
+    backend : str or Backend
+        Keyword-only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.nn import Up
+    >>> x = np.arange(12, dtype="float32").reshape(1, 1, 12)  # (B, C, N) at nside 1
+    >>> y = Up(1, backend="numpy")(x)
+    >>> y.shape
+    (1, 1, 48)
+    >>> y[0, 0, :8]
+    array([0., 0., 0., 0., 1., 1., 1., 1.], dtype=float32)
+    >>> up = Up(1, cell_ids=[2, 3], target_ids=[8, 9, 13], backend="numpy")
+    >>> up(np.array([[[10.0, 20.0]]], "float32"))
+    array([[[10., 10., 20.]]], dtype=float32)
+    """
 
     def __init__(self, nside, cell_ids=None, target_ids=None, *, backend):
         super().__init__(backend=backend)

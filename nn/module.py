@@ -47,6 +47,37 @@ class NativeModule:
 
     Sub-classes take ``backend=`` (and networks ``device=``) as keyword arguments and call
     ``super().__init__(backend=..., device=...)`` before registering anything.
+
+    Parameters
+    ----------
+    backend : str or Backend, optional
+        Keyword-only. Default: the backend of a positional or keyword argument that has one
+        (e.g. a :class:`~foscat_core.SphericalStencil`), else the default backend.
+    device : str, optional
+        Keyword-only; a framework device such as ``"cuda:0"``.
+
+    A sub-class defines ``forward``; calling the module calls it. Variables registered with
+    :meth:`add_parameter` keep the shape of the NumPy array they start from.
+
+    Examples
+    --------
+    A layer written once, here built on NumPy; it scales each channel of (B, C, N_cells) maps:
+
+    >>> import numpy as np
+    >>> from foscat_core.nn import NativeModule
+    >>> class Gain(NativeModule):
+    ...     def __init__(self, channels, *, backend=None, device=None):
+    ...         super().__init__(backend=backend, device=device)
+    ...         self.add_parameter("gain", np.full((1, channels, 1), 2.0), "float32")
+    ...     def forward(self, x):
+    ...         return x * self.gain
+    >>> layer = Gain(3, backend="numpy")
+    >>> isinstance(layer, Gain), layer.n_parameters()
+    (True, 3)
+    >>> [name for name, _ in layer.named_variables()]
+    ['gain']
+    >>> layer(np.ones((2, 3, 12), "float32"))[0, :, 0]
+    array([2., 2., 2.], dtype=float32)
     """
 
     def __new__(cls, *args, backend=None, device=None, **kwargs):

@@ -31,7 +31,53 @@ def resolve_task(task, out_channels, final_activation):
 
 
 class Network(NativeModule):
-    """Base of the ready networks (see :class:`HealpixUNet` for the common parameters)."""
+    """Base of the ready networks (see :class:`HealpixUNet` for the common parameters).
+
+    Not instantiated directly: :class:`~foscat_core.nn.HealpixUNet`, :class:`~foscat_core.nn.CNN`,
+    :class:`~foscat_core.nn.HealpixViT` and :class:`~foscat_core.nn.GCNN` derive from it and get
+    the input checks of :meth:`forward`, the output activation, :meth:`fit`, :meth:`predict`,
+    :meth:`save` and :meth:`load`.
+
+    Parameters
+    ----------
+    in_nside : int
+        nside of the input maps (NESTED).
+    n_chan_in : int
+        C_in, channels of the input.
+    cell_ids : array_like of int, shape (N_cells,), optional
+        NESTED ids of a regional domain, any order (outputs follow it); ``None`` = full sky
+        (N_cells = 12 in_nside²).
+    out_channels : int
+        C_out, channels of the output.
+    task : {"regression", "segmentation"}
+    final_activation : {None, "none", "sigmoid", "softmax"}
+        ``None`` picks the task's default: none for regression; sigmoid with one output channel,
+        softmax over channels otherwise.
+    device : str, optional
+    dtype : {"float32", "float64"}
+    backend : str or Backend, optional
+
+    These are keyword names of the subclasses' constructors (some subclasses name the output
+    size differently, e.g. ``nparam``). Shapes: x (B, C_in, N_cells) → (B, C_out, N_cells).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from foscat_core.nn import HealpixUNet, Network
+    >>> net = HealpixUNet(2, 1, [2, 4], backend="numpy", seed=0)
+    >>> isinstance(net, Network), net.task, net.final_activation, net.n_cells
+    (True, 'regression', 'none', 48)
+    >>> x = np.zeros((3, 1, 48), "float32")  # (B, C_in, N_cells)
+    >>> net.predict(x, batch_size=2).shape
+    (3, 1, 48)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "unet.npz")
+    ...     net.save(path)
+    ...     same = HealpixUNet.load(path, backend="numpy")
+    >>> bool(np.array_equal(same.predict(x), net.predict(x)))
+    True
+    """
 
     def _init_network(self, config, in_nside, n_chan_in, cell_ids, out_channels, task, final_activation, dtype):
         # Plain attribute on every backend (tf.Module would wrap a dict in a tracking proxy).

@@ -37,7 +37,33 @@ def _dtype_from_operator(scat_op):
 
 class BackendOnly:
     """What a loss made with ``scat_op=None`` receives as ``scat_op``: just ``.backend`` and ``.dtype``,
-    so a loss can always write ``scat_op.backend.xp``."""
+    so a loss can always write ``scat_op.backend.xp``.
+
+    Parameters
+    ----------
+    backend : Backend
+        The loss's backend object (not a name).
+    dtype : {"float64", "float32"}
+        The dtype name of the tensor ``x`` handed to the loss function.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.backends import get_backend
+    >>> from foscat_core.synthesis import BackendOnly, Loss
+    >>> BackendOnly(get_backend("numpy"), "float64")
+    BackendOnly(<foscat_core backend 'numpy'>, dtype='float64')
+
+    :class:`Loss` builds one when ``scat_op`` is ``None``:
+
+    >>> def mean_loss(x, scat_op, args):  # x: (N,)
+    ...     return scat_op.backend.xp.mean(x) ** 2
+    >>> loss = Loss(mean_loss, None, backend="numpy")
+    >>> loss.scat_operator
+    BackendOnly(<foscat_core backend 'numpy'>, dtype='float64')
+    >>> float(loss.eval(np.array([1.0, 3.0])))
+    4.0
+    """
 
     def __init__(self, backend, dtype):
         self.backend = backend

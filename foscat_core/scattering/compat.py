@@ -23,6 +23,29 @@ class BackendCompat(Backend):
         The backend to wrap (see :func:`foscat_core.get_backend`).
     dtype : {"float32", "float64"}
         The floating type ``bk_cast`` casts to.
+
+    Attributes
+    ----------
+    raw : Backend
+        The wrapped backend; every other attribute (``xp``, ``device``...) is forwarded to it.
+    all_type : str
+        ``dtype``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.backends import get_backend
+    >>> from foscat_core.scattering import BackendCompat
+    >>> bk = BackendCompat(get_backend("numpy"), "float32")
+    >>> bk
+    BackendCompat(<foscat_core backend 'numpy'>, dtype='float32')
+    >>> bk.name, bk.raw is get_backend("numpy")
+    ('numpy', True)
+    >>> x = np.arange(6.0).reshape(2, 3)  # e.g. (B, N)
+    >>> bk.to_numpy(bk.bk_mean(x, axis=1))
+    array([1., 4.])
+    >>> bk.bk_cast(x).dtype
+    dtype('float32')
     """
 
     def __init__(self, backend, dtype="float64"):

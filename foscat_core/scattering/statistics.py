@@ -42,6 +42,26 @@ class ScatteringStatistics:
     ``stat ** p`` is ``|z| ** p`` for a complex coefficient (so ``(s - ref) ** 2`` is the real
     ``|s - ref|**2`` a loss needs) and ``x ** p`` for a real one.
 
+    Parameters
+    ----------
+    coeffs : dict of str to backend array
+        Coefficients by name (``"S0"``, ``"S1"``, ``"S2"``, ``"S3"``, ``"S3P"``, ``"S4"``) with the
+        shapes above; names absent from the dict are absent from the object. Usually made by
+        :meth:`ScatteringCovariance.eval <foscat_core.scattering.ScatteringCovariance.eval>`
+        rather than by hand.
+    complex_names : iterable of str
+        The names stored as complex (trailing axis of size 2).
+    backend : BackendCompat, Backend or str
+        Backend of the arrays (wrapped in a :class:`BackendCompat` when needed).
+    j2_j3 : array_like of int, shape (n_s3, 2)
+        Scale pair of each S3 (and S3P) entry.
+    j1_j2_j3 : array_like of int, shape (n_s4, 3)
+        Scale triple of each S4 entry.
+    cross : bool
+        True for cross statistics of two maps.
+    norm : {None, "self", "auto"}
+        The normalisation the coefficients were computed with (recorded, not applied).
+
     Attributes
     ----------
     backend : BackendCompat
@@ -49,6 +69,29 @@ class ScatteringStatistics:
     j1_j2_j3 : ndarray of int64, shape (n_s4, 3)
     cross : bool
     norm : {None, "self", "auto"}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.scattering import ScatteringStatistics, funct
+    >>> op = funct(KERNELSZ=3, NORIENT=2, backend="numpy")
+    >>> stat = op.eval(np.random.default_rng(0).normal(size=(2, 48)))  # (B, N) at nside 2
+    >>> isinstance(stat, ScatteringStatistics), stat.names
+    (True, ('S0', 'S1', 'S2', 'S3', 'S4'))
+    >>> stat.S1.shape, stat.S3.shape  # (B, M, J, K) and (B, M, n_s3, K, K, 2)
+    ((2, 1, 2, 2), (2, 1, 3, 2, 2, 2))
+    >>> stat.j2_j3.tolist()
+    [[0, 0], [0, 1], [1, 1]]
+    >>> float((stat - stat).reduce_sum())
+    0.0
+    >>> float(((stat - stat.mean_batch()) ** 2).reduce_mean()) >= 0
+    True
+
+    Built by hand from some coefficients:
+
+    >>> part = ScatteringStatistics({"S0": stat.S0, "S1": stat.S1}, (), "numpy", np.zeros((0, 2)), np.zeros((0, 3)))
+    >>> part.names, (2 * part).S1.shape
+    (('S0', 'S1'), (2, 1, 2, 2))
     """
 
     def __init__(self, coeffs, complex_names, backend, j2_j3, j1_j2_j3, cross=False, norm=None):

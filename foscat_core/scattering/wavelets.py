@@ -69,6 +69,18 @@ def morlet_bank(kernel_sz, n_orient, lam=1.2):
         Zero-mean, unit-energy wavelets, tap layout of :func:`tap_offsets`.
     phi : ndarray of float64, shape (K*K,)
         Gaussian smoothing kernel with unit sum.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.scattering import morlet_bank
+    >>> psi, phi = morlet_bank(3, 4)
+    >>> psi.shape, psi.dtype, phi.shape
+    ((4, 9), dtype('complex128'), (9,))
+    >>> bool(np.allclose(psi.sum(axis=1), 0)), bool(np.allclose((np.abs(psi) ** 2).sum(axis=1), 1))
+    (True, True)
+    >>> round(float(phi.sum()), 12)
+    1.0
     """
     n_orient = check_positive_int(n_orient, "NORIENT")
     u, v = tap_offsets(kernel_sz)
@@ -87,10 +99,35 @@ def morlet_bank(kernel_sz, n_orient, lam=1.2):
 def conv_kernel(kernel_sz, n_orient, lam=1.2):
     """The bank as one real ``conv`` weight: real parts, imaginary parts, then the smoother.
 
+    Parameters
+    ----------
+    kernel_sz : int
+        Odd stencil side K.
+    n_orient : int
+        Number of orientations.
+    lam : float
+        Envelope width factor LAMBDA, as in :func:`morlet_bank`.
+
     Returns
     -------
     ndarray of float64, shape (1, 2*n_orient + 1, K*K)
         Output channel ``k`` = Re psi_k, ``n_orient + k`` = Im psi_k, ``2*n_orient`` = phi.
+        Weight layout (C_in, C_out, K*K) of :meth:`foscat_core.SphericalStencil.conv`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import foscat_core as fc
+    >>> from foscat_core.scattering import conv_kernel
+    >>> w = conv_kernel(3, 2)
+    >>> w.shape  # (1, 2*n_orient + 1, K*K)
+    (1, 5, 9)
+    >>> st = fc.SphericalStencil(nside=2, kernel_sz=3, backend="numpy", dtype="float64")
+    >>> y = st.conv(np.ones((1, 1, 48)), w)  # (B, 1, N) -> (B, 2*n_orient + 1, N)
+    >>> y.shape
+    (1, 5, 48)
+    >>> bool(np.allclose(y[0, 4], 1.0))  # the smoother keeps a constant map
+    True
     """
     psi, phi = morlet_bank(kernel_sz, n_orient, lam)
     return np.concatenate([psi.real, psi.imag, phi[None, :]], axis=0)[None, :, :]
