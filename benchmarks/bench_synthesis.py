@@ -53,7 +53,7 @@ def bench(backend, nside, iters, reps):
     x0 = rng.normal(size=npix)
     xt = bk.asarray(x0, dtype="float64")
     floor = median_ms(lambda: bk.value_and_grad(loss.eval, xt), reps)
-    per_eval = median_ms(lambda: synth._value_and_grad(x0.copy()), reps)
+    per_eval = median_ms(lambda: synth._value_and_grad(x0.copy(), x0.shape), reps)
     t0 = time.perf_counter()
     synth.run(x0, NUM_EPOCHS=iters, factr=1.0)
     wall = time.perf_counter() - t0

@@ -88,8 +88,9 @@ class Synthesis:
             raise ValueError(f"loss {loss.name!r} must return a scalar, got shape {tuple(value.shape)}")
         return bk.xp.reshape(value, ())
 
-    def _value_and_grad(self, full):
-        """Total loss, per-loss values and the gradient (flat float64) at the host map ``full``."""
+    def _value_and_grad(self, full, shape):
+        """Total loss, per-loss values and the gradient (flat float64) at the host map ``full``
+        (flat), handed to the losses as a backend tensor of ``shape``."""
         bk = self.backend
         total, per_loss, grad = 0.0, [None] * len(self.loss_class), np.zeros(full.size)
         groups = {}
@@ -107,7 +108,7 @@ class Synthesis:
                     out = v if out is None else out + v
                 return out
 
-            xt = bk.asarray(full.copy(), dtype=dtype)
+            xt = bk.asarray(full.reshape(shape).copy(), dtype=dtype)
             compiled = self._compiled(dtype, members, xt) if bk.name == "tensorflow" else None
             if compiled is not None:
                 value, per_member, g = compiled
@@ -270,7 +271,7 @@ class Synthesis:
 
         def evaluate(v):
             full[free] = v
-            total, per_loss, grad = self._value_and_grad(full)
+            total, per_loss, grad = self._value_and_grad(full, shape)
             self._last = (v.copy(), total, per_loss)
             return total, grad[free] * weight
 

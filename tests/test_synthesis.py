@@ -293,3 +293,21 @@ def test_keyboard_interrupt_returns_last_accepted_map(autograd_backend):
     out = synth.run(np.zeros(3), NUM_EPOCHS=50)
     hist = synth.get_history()
     assert np.all(np.isfinite(out)) and len(hist) >= 2 and hist[-1] < hist[0]
+
+
+def test_losses_receive_x_in_the_shape_of_in_x(autograd_backend):
+    """A (B, N) start reaches the losses as a (B, N) tensor, and comes back as (B, N)."""
+    bk = fc.get_backend(autograd_backend)
+    seen = []
+    target = np.array([[1.0], [-2.0]])
+
+    def per_row_mean(x, scat_op, args):
+        seen.append(tuple(int(s) for s in x.shape))
+        xp = scat_op.backend.xp
+        return xp.sum((xp.mean(x, axis=1, keepdims=True) - bk.asarray(target)) ** 2)
+
+    x0 = np.random.default_rng(0).normal(size=(2, 48))
+    out = Synthesis([Loss(per_row_mean, None, backend=autograd_backend)], verbose=False).run(x0, NUM_EPOCHS=30)
+    assert out.shape == (2, 48)
+    assert set(seen) == {(2, 48)}
+    np.testing.assert_allclose(out.mean(axis=1), target[:, 0], atol=1e-6)
