@@ -29,6 +29,7 @@ def _default_backend():
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    from foscat_core._validation import check_nside
     from foscat_core.demo import DemoConfig, run_demo
 
     overrides = {"backend": args.backend or _default_backend(), "verbose": not args.quiet}
@@ -37,6 +38,14 @@ def main(argv=None):
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     cfg = DemoConfig.quick(**overrides) if args.quick else DemoConfig(**overrides)
+    try:
+        check_nside(cfg.nside, "--nside")
+        if cfg.nside < 8:
+            raise ValueError(f"--nside must be at least 8 for the demo's U-Net and scattering scales, got {cfg.nside}")
+        if cfg.epochs < 1:
+            raise ValueError(f"--epochs must be a positive integer, got {cfg.epochs}")
+    except (TypeError, ValueError) as err:
+        _parser().error(str(err))
     run_demo(cfg, out=args.out, make_figures=not args.no_figures)
 
 

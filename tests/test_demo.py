@@ -28,6 +28,9 @@ def test_demo_quick(backend_name, tmp_path):
     assert {"maps", "training_loss", "synthesis_maps", "synthesis_loss", "statistics"} <= set(results["figures"])
 
 
-def test_demo_rejects_unknown_backend():
-    with pytest.raises(SystemExit):
-        main(["demo", "--backend", "jax"])
+@pytest.mark.parametrize("args", [["--backend", "jax"], ["--nside", "12"], ["--nside", "4"], ["--epochs", "0"]])
+def test_demo_rejects_bad_arguments(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--quiet", *args])
+    assert exit_info.value.code == 2
+    assert args[0] in capsys.readouterr().err
