@@ -38,8 +38,9 @@ def run_demo(cfg, out="foscat_demo", make_figures=True):
     numbers["history"] = {k: [float(v) for v in vals] for k, vals in history.items()}
     numbers["config"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()}
     write_json(os.path.join(out, "results.json"), numbers)
-    say(summary_table(numbers))
-    say(f"figures and results.json in {os.path.abspath(out)}")
+    # The summary is the point of the run: printed even with --quiet (which silences progress).
+    print(summary_table(numbers))
+    print(f"figures and results.json in {os.path.abspath(out)}")
     return numbers
 
 
