@@ -18,7 +18,7 @@ import numpy as np
 from ._files import atomic_write
 from .stencil_geometry import compute_stencil
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: round-off in-domain weights count as no neighbour
 _MEMORY_ENTRIES = 16
 _memory = OrderedDict()
 _lock = threading.Lock()

@@ -28,6 +28,9 @@ import numpy as np
 GAUGE_TYPES = ("phi", "cosmo")
 _CHUNK_CELLS = 8192
 
+# In-domain interpolation weight below which a stencil point counts as outside the domain.
+_NO_NEIGHBOUR = 1e-12
+
 
 def pixel_size(nside):
     """Mean angular size of a cell in radians: sqrt(4*pi / (12*nside**2))."""
@@ -154,6 +157,9 @@ def _interpolate_points(domain, normal, east, north, angle, u, v, step):
         pos, present = domain.locate(nest_ids)
         w = w * present
         total = w.sum(axis=1, keepdims=True)
-        w = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
-        w[total[:, 0] <= 0.0, 0] = -1.0
+        # A point whose in-domain weight is round-off (it sits on a cell outside the domain)
+        # has no neighbour inside: renormalising it would let round-off pick a cell.
+        inside = total > _NO_NEIGHBOUR
+        w = np.divide(w, total, out=np.zeros_like(w), where=inside)
+        w[~inside[:, 0], 0] = -1.0
     return pos.reshape(n_cells, n_off, 4), w.reshape(n_cells, n_off, 4)

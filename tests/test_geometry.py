@@ -498,3 +498,36 @@ def test_cosmo_gauge_under_quarter_rotation(nside):
     north, south = z > 1e-9, z < -1e-9
     np.testing.assert_allclose(y_rot[..., north], st.conv(x, cw)[..., north], rtol=0, atol=1e-10)
     np.testing.assert_allclose(y_rot[..., south], st.conv(x, ccw)[..., south], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("gauge", ["phi", "cosmo"])
+def test_regional_weights_are_the_full_sky_weights_restricted_and_renormalised(gauge):
+    """On a regional domain every stencil point takes the full-sky interpolation weights of the
+    cells inside the domain, rescaled to sum to 1; a point whose in-domain weight is zero (or
+    round-off) takes the centre cell instead."""
+    from foscat_core.domain import Domain
+    from foscat_core.stencil_geometry import compute_stencil
+
+    nside = 16
+    ids = hp.query_disc(nside, hp.ang2vec(0.9, 2.5), np.radians(25), nest=True).astype(np.int64)
+    ids = np.random.default_rng(3).permutation(ids)
+    full_idx, full_w = compute_stencil(Domain(nside), 3, gauge, 1)
+    reg_idx, reg_w = compute_stencil(Domain(nside, ids), 3, gauge, 1)
+    f_cells, f_w = full_idx[0][ids], full_w[0][ids]  # full-sky positions are NESTED ids
+    inside = np.isin(f_cells, ids)
+    share = (f_w * inside).sum(axis=-1)  # (N, P)
+    reg_cells = ids[reg_idx[0]]
+    orphan = share <= 1e-12
+    assert orphan.any() and (~orphan).any()
+    # Orphans: the centre cell with weight 1.
+    np.testing.assert_array_equal(reg_cells[orphan][:, 0], np.repeat(ids, 9).reshape(-1, 9)[orphan])
+    np.testing.assert_allclose(reg_w[0][orphan], np.tile([1.0, 0, 0, 0], (orphan.sum(), 1)))
+    # The others: same cells, weights renormalised over the cells inside.
+    expected = np.where(inside, f_w, 0.0)[~orphan] / share[~orphan][:, None]
+    got_cells, got_w = reg_cells[~orphan], reg_w[0][~orphan]
+    want_cells = f_cells[~orphan]
+    for row in range(len(got_w)):
+        got = {int(c): float(w) for c, w in zip(got_cells[row], got_w[row]) if w > 0}
+        want = {int(c): float(w) for c, w in zip(want_cells[row], expected[row]) if w > 0}
+        assert got.keys() == want.keys()
+        assert all(abs(got[c] - want[c]) < 1e-12 for c in got)
