@@ -181,9 +181,9 @@ def main(argv=None):
 
         fig = plot.show_maps([start, result, y_train[0, 0]], nside, cell_ids, ncols=3,
                              titles=["start (white noise)", "hybrid synthesis", "a clean training field"])
-        numbers["figure"] = plot.save(fig, Path(args.out) / "hybrid_prior.png")
+        numbers["figure"] = plot.save(fig, Path(args.out) / "hybrid_prior.png", close=True)
         numbers["history_figure"] = plot.save(plot.show_history(history, title="hybrid loss"),
-                                              Path(args.out) / "hybrid_prior_history.png")
+                                              Path(args.out) / "hybrid_prior_history.png", close=True)
         print(f"wrote {numbers['figure']} and {numbers['history_figure']}")
     return numbers
 

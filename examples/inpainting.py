@@ -122,7 +122,7 @@ def main(argv=None):
         masked = np.where(hidden, np.nan, truth)
         fig = plot.show_maps([truth, masked, result], nside, titles=["original", "observed (patch hidden)",
                                                                      "inpainted"], ncols=3)
-        numbers["figure"] = plot.save(fig, Path(args.out) / "inpainting.png")
+        numbers["figure"] = plot.save(fig, Path(args.out) / "inpainting.png", close=True)
         print(f"wrote {numbers['figure']}")
     return numbers
 

@@ -124,7 +124,7 @@ def main(argv=None):
 
         fig = plot.show_statistics(figure_stats[0], label="Gaussian twin")
         fig = plot.show_statistics(figure_stats[1], label="log-normal", ax_or_fig=fig)
-        results["figure"] = plot.save(fig, Path(args.out) / "scattering_statistics.png")
+        results["figure"] = plot.save(fig, Path(args.out) / "scattering_statistics.png", close=True)
         print(f"wrote {results['figure']}")
     return results
 

@@ -112,7 +112,7 @@ def main(argv=None):
         fig = plot.show_maps([x_val[0, 0], y_val[0], predicted[0]], nside, cell_ids, shared_scale=False,
                              titles=["noisy input", "true classes (0 cold, 2 hot)", "U-Net classes"], ncols=3,
                              cmap="coolwarm")
-        result["figure"] = plot.save(fig, Path(args.out) / "segmentation.png")
+        result["figure"] = plot.save(fig, Path(args.out) / "segmentation.png", close=True)
         print(f"wrote {result['figure']}")
     return result
 

@@ -276,3 +276,14 @@ def test_show_maps_bad_input():
         plot.show_maps([], NSIDE)
     with pytest.raises(ValueError, match=r"maps\[1\]"):
         plot.show_maps([_z(), np.zeros(5)], NSIDE)
+
+
+def test_save_can_close_the_figure(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig = plot.show_map(np.arange(48.0), nside=2)
+    plot.save(fig, tmp_path / "kept.png")
+    assert plt.fignum_exists(fig.number)
+    plot.save(fig, tmp_path / "closed.png", close=True)
+    assert not plt.fignum_exists(fig.number)
+    assert (tmp_path / "closed.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -21,7 +21,7 @@ def figures(out, cfg, ids, val_inputs, truth, pred, history, synth, stats):
 
     def save(name, fig):
         paths[name] = os.path.join(out, f"{name}.png")
-        plot.save(fig, paths[name])
+        plot.save(fig, paths[name], close=True)
 
     observed = val_inputs[0, 0].copy()
     observed[val_inputs[0, 1] == 0] = math.nan  # gaps shown blank

@@ -63,7 +63,7 @@ def finish(fig, show):
     return fig
 
 
-def save(fig, path):
+def save(fig, path, close=False):
     """Write ``fig`` as a PNG at 120 dpi, atomically.
 
     The image goes to a temporary file in the destination folder, which then replaces ``path``
@@ -75,6 +75,9 @@ def save(fig, path):
         Any figure, e.g. the one :func:`show_map` returns.
     path : str or os.PathLike
         Destination; written in PNG format whatever its suffix. The folder must exist.
+    close : bool
+        Close the figure afterwards (pyplot keeps every figure it made until closed; scripts
+        that write many figures should pass ``True``).
 
     Returns
     -------
@@ -98,4 +101,6 @@ def save(fig, path):
         raise ValueError(f"path: folder {folder!r} does not exist")
     with atomic_write(path, suffix=".png") as fh:
         fig.savefig(fh, format="png", dpi=SAVE_DPI)
+    if close:
+        plt.close(fig)
     return path
