@@ -8,6 +8,7 @@ from ._arrays import as_backend_array, check_cells_axis
 from ._validation import check_dtype_name, check_kernel_size, check_positive_int
 from .domain import Domain
 from .stencil_cache import stencil_table
+from .stencil_depthwise import DepthwiseFilter
 from .stencil_geometry import GAUGE_TYPES
 
 
@@ -64,6 +65,40 @@ class SphericalStencil:
         self.dtype = check_dtype_name(dtype)
         self.index, self.weight = stencil_table(self.domain, self.kernel_sz, gauge_type, self.n_gauges)
         self._operators = None
+        self._depthwise = None
+
+    def filter(self, maps, bank):
+        """Filter every single-channel map with every kernel of a bank (a depthwise ``conv``).
+
+        Interpolates each map at the stencil points once, then applies the whole bank as one
+        dense product: much less work than ``conv`` when many maps share a few kernels (the
+        scattering operator's wavelets). Gauge 0 only.
+
+        Parameters
+        ----------
+        maps : native array, shape (L, N)
+            Maps on the stencil's cells, already on its backend and dtype.
+        bank : native array, shape (C, P)
+            Kernel ``c`` over the taps, laid out as in :meth:`conv`.
+
+        Returns
+        -------
+        native array, shape (L, C, N)
+            ``out[l, c] == conv(maps[:, None], bank.T[None])[l, c]`` up to rounding.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> st = SphericalStencil(2, 3, backend="numpy", dtype="float64")
+        >>> bank = np.zeros((2, 9)); bank[0, 4] = 1.0; bank[1, 4] = 2.0   # centre taps
+        >>> maps = np.random.default_rng(0).normal(size=(3, 48))
+        >>> out = st.filter(maps, bank)
+        >>> out.shape, bool(np.allclose(out[:, 1], 2 * maps))
+        ((3, 2, 48), True)
+        """
+        if self._depthwise is None:
+            self._depthwise = DepthwiseFilter(self)
+        return self._depthwise.filter(maps, bank)
 
     def on_backend(self, backend):
         """The same stencil (shared tables) on another backend or device; operators rebuilt on use."""
@@ -71,6 +106,7 @@ class SphericalStencil:
         clone.__dict__.update(self.__dict__)
         clone.backend = resolve_backend(backend)
         clone._operators = None
+        clone._depthwise = None
         return clone
 
     @property

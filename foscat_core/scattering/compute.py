@@ -75,7 +75,7 @@ def scattering_scales(op, z, n_fields, levels, weights, filters):
         The maps, field-major: ``z[:B]`` is x and, when ``n_fields == 2``, ``z[B:]`` is y.
     levels : list of Level
     weights : list of native arrays, shape (M, N_j)
-    filters : list of InterpOperator
+    filters : list of SphericalStencil
 
     Returns
     -------

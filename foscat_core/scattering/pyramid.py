@@ -8,7 +8,6 @@ from foscat_core.domain import Domain
 from foscat_core.pyramid_ops import down
 from foscat_core.stencil import SphericalStencil
 
-from .depthwise import InterpOperator
 
 # A scale is only added while the coarser domain still has at least this many cells
 # (12 = the full sky at nside 1).
@@ -34,7 +33,6 @@ class Level:
     cell_ids: object
     n_cells: int
     stencil: object = None
-    interp: object = None
     uniform_weight: object = field(default=None, repr=False)
 
 
@@ -75,10 +73,8 @@ def level_stencil(level, kernel_sz, gauge_type, backend, dtype):
 
 
 def level_filter(level, kernel_sz, gauge_type, backend, dtype):
-    """The level's :class:`InterpOperator` (and stencil), built on first use."""
-    if level.interp is None:
-        level.interp = InterpOperator(level_stencil(level, kernel_sz, gauge_type, backend, dtype), backend, dtype)
-    return level.interp
+    """The level's stencil, whose :meth:`~foscat_core.SphericalStencil.filter` applies the bank."""
+    return level_stencil(level, kernel_sz, gauge_type, backend, dtype)
 
 
 def mask_pyramid(mask, levels):

@@ -1,4 +1,4 @@
-"""A depthwise form of the stencil convolution for the wavelet bank: interpolate once, then filter.
+"""A depthwise form of the stencil convolution (for wavelet banks): interpolate once, then filter.
 
 ``SphericalStencil.conv`` multiplies the input channels by the kernels first and then applies the
 sparse stencil operator to ``P * C_out`` columns per map, which suits networks (many input
@@ -13,13 +13,16 @@ gradient is the backend's own.
 import numpy as np
 
 
-class InterpOperator:
-    """Interpolation of a map at the K x K stencil points of every cell (gauge 0 of ``stencil``).
+class DepthwiseFilter:
+    """Interpolation of a map at the K x K stencil points of every cell (gauge 0 of ``stencil``),
+    then a dense product with a bank of kernels; used through :meth:`SphericalStencil.filter`.
 
-    Rows are tap-major: row ``p * N + n`` is stencil point ``p`` of cell ``n``.
+    Rows of the interpolation operator are tap-major: row ``p * N + n`` is stencil point ``p`` of
+    cell ``n``.
     """
 
-    def __init__(self, stencil, backend, dtype):
+    def __init__(self, stencil):
+        backend, dtype = stencil.backend, stencil.dtype
         n, p = stencil.n_cells, stencil.n_points
         # CSR arrays built directly (4 interpolation cells per row, zero weights of regional
         # borders dropped); duplicate columns in a row are summed by every backend's product.
