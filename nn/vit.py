@@ -7,7 +7,7 @@ import healpy as hp
 import numpy as np
 
 from foscat_core._arrays import as_backend_array
-from foscat_core._validation import check_nside, check_positive_int
+from foscat_core._validation import check_cell_ids, check_nside, check_positive_int
 
 from .attention import LayerNorm, Linear, TransformerBlock
 from .layers import PointwiseConv
@@ -70,13 +70,30 @@ def fourier_features(centres, token_nside):
     return np.concatenate([centres, np.sin(angles).reshape(t, -1), np.cos(angles).reshape(t, -1)], axis=1)
 
 
-def resolve_token_nside(token_nside, in_nside):
+# Default token budget: attention is O(T^2), and 3072 tokens (the full sky at nside 16) still
+# trains on a CPU.
+MAX_DEFAULT_TOKENS = 3072
+
+
+def resolve_token_nside(token_nside, in_nside, cell_ids=None):
+    """``token_nside``, or by default ``in_nside // 4`` (16 cells per token), coarsened until the
+    domain has at most :data:`MAX_DEFAULT_TOKENS` tokens."""
     if token_nside is None:
-        return max(1, in_nside // 4)
+        token_nside = max(1, in_nside // 4)
+        while token_nside > 1 and _n_tokens(in_nside, cell_ids, token_nside) > MAX_DEFAULT_TOKENS:
+            token_nside //= 2
+        return token_nside
     token_nside = check_nside(token_nside, "token_nside")
     if token_nside > in_nside:
         raise ValueError(f"token_nside must be <= in_nside={in_nside}, got {token_nside}")
     return token_nside
+
+
+def _n_tokens(in_nside, cell_ids, token_nside):
+    if cell_ids is None:
+        return 12 * token_nside**2
+    ids = check_cell_ids(cell_ids, in_nside)  # validated here first: this runs before the Domain
+    return int(np.unique(ids // (in_nside // token_nside) ** 2).size)
 
 
 class HealpixViT(Network):
@@ -106,7 +123,8 @@ class HealpixViT(Network):
         ``None`` = full sky.
     token_nside : int, optional
         Level of the tokens, a power of two ``<= in_nside``; default ``max(1, in_nside // 4)``
-        (16 cells per token). Attention costs O(T²) in the number of tokens T.
+        (16 cells per token), coarsened while the domain would have more than 3072 tokens.
+        Attention costs O(T²) in the number of tokens T.
     embed_dim : int
         Token width D, divisible by ``num_heads``.
     depth : int
@@ -150,7 +168,7 @@ class HealpixViT(Network):
                  backend=None, seed=0):
         super().__init__(backend=backend, device=device)
         in_nside = check_nside(in_nside, "in_nside")
-        token_nside = resolve_token_nside(token_nside, in_nside)
+        token_nside = resolve_token_nside(token_nside, in_nside, cell_ids)
         embed_dim = check_positive_int(embed_dim, "embed_dim")
         num_heads = check_positive_int(num_heads, "num_heads")
         depth = check_positive_int(depth, "depth")

@@ -191,3 +191,16 @@ def test_wrong_channel_count():
         net(maps(1, 3, 12 * NSIDE**2))
     with pytest.raises(ValueError, match="N_cells"):
         net(maps(1, 2, 100))
+
+
+def test_default_token_level_keeps_attention_affordable():
+    """The default token level is in_nside // 4 unless the domain would then hold more than
+    3072 tokens; it is coarsened until it does not (full sky nside 256: tokens at nside 16)."""
+    assert HealpixViT(16, 1, 1, backend="numpy", **SMALL).token_nside == 4
+    big = HealpixViT(256, 1, 1, backend="numpy", **SMALL)
+    assert big.token_nside == 16 and big.n_tokens == 3072
+    ids = hp.query_disc(1024, hp.ang2vec(1.0, 1.0), np.radians(2.0), nest=True)
+    regional = HealpixViT(1024, 1, 1, cell_ids=ids, backend="numpy", **SMALL)
+    assert regional.token_nside == 256 and regional.n_tokens <= 3072
+    with pytest.raises((TypeError, ValueError), match="cell_ids"):
+        HealpixViT(16, 1, 1, cell_ids=[0.5, 1.5], backend="numpy", **SMALL)
