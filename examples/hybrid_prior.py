@@ -177,6 +177,7 @@ def main(argv=None):
                "track": [list(t) for t in track], "gradient_norms": grads, "cut_prior_refused": refused,
                "seconds": seconds}
     if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
         from foscat_core import plot
 
         fig = plot.show_maps([start, result, y_train[0, 0]], nside, cell_ids, ncols=3,

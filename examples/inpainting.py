@@ -117,6 +117,7 @@ def main(argv=None):
         print(f"{name:>12} {mean:8.3f} {rms:8.3f} {skew:9.3f}")
 
     if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
         from foscat_core import plot
 
         masked = np.where(hidden, np.nan, truth)

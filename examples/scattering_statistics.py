@@ -120,6 +120,7 @@ def main(argv=None):
     results["skewness"] = skew
 
     if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
         from foscat_core import plot
 
         fig = plot.show_statistics(figure_stats[0], label="Gaussian twin")

@@ -107,6 +107,7 @@ def main(argv=None):
               "val_loss": history["val_loss"], "train_seconds": seconds}
 
     if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
         from foscat_core import plot
 
         fig = plot.show_maps([x_val[0, 0], y_val[0], predicted[0]], nside, cell_ids, shared_scale=False,
