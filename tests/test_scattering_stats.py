@@ -231,3 +231,15 @@ def test_host_reference_joins_framework_statistics(autograd_backend):
     assert np.isclose(float(to_numpy(value)), want)
     assert np.isfinite(to_numpy(grad)).all()
     assert ref.to_backend(autograd_backend).backend.name == autograd_backend
+
+
+def test_float64_host_reference_joins_float32_statistics_alike(autograd_backend):
+    """A NumPy (float64) reference combined with a float32 operator's statistics takes float32,
+    on every backend (the README's loss with a host reference)."""
+    x = np.random.default_rng(2).normal(size=(2, 768))
+    ref = funct(KERNELSZ=3, NORIENT=4, backend="numpy").eval(x)
+    stats = funct(KERNELSZ=3, NORIENT=4, backend=autograd_backend, all_type="float32").eval(x)
+    for combined in (stats - ref, ref - stats):
+        assert combined.dtype == "float32" and combined.backend.name == autograd_backend
+        value = float(stats.backend.to_numpy(combined.reduce_mean_batch(combined ** 2)))
+        assert value < 1e-8

@@ -133,11 +133,17 @@ class ScatteringStatistics:
         return ScatteringStatistics(coeffs, complex_names, self.backend, self.j2_j3, self.j1_j2_j3, self.cross,
                                     self.norm)
 
-    def to_backend(self, backend):
-        """A copy on ``backend`` (through host memory: any autograd graph is cut)."""
+    def to_backend(self, backend, dtype=None):
+        """A copy on ``backend`` (through host memory: any autograd graph is cut), in ``dtype``
+        (``"float32"``/``"float64"``; default: the dtype it has)."""
         bk = backend if isinstance(backend, BackendCompat) else BackendCompat(resolve_backend(backend))
-        coeffs = {n: bk.asarray(self.backend.to_numpy(a)) for n, a in self._c.items()}
+        coeffs = {n: bk.raw.asarray(self.backend.to_numpy(a), dtype=dtype) for n, a in self._c.items()}
         return ScatteringStatistics(coeffs, self._complex, bk, self.j2_j3, self.j1_j2_j3, self.cross, self.norm)
+
+    @property
+    def dtype(self):
+        """``"float32"`` or ``"float64"``: the dtype the coefficients are stored in."""
+        return self.backend.raw.dtype_name(next(iter(self._c.values())))
 
     def map(self, fn):
         """A new object with ``fn(array)`` applied to every stored array (complex ones include their pair axis)."""
@@ -151,10 +157,12 @@ class ScatteringStatistics:
                 raise ValueError(f"statistics hold different coefficients: {self.names} vs {other.names}")
             if other.backend.name != self.backend.name:
                 # Host (NumPy) statistics join a framework's: they carry no graph to lose.
+                # They take the framework side's dtype (a float64 host reference meets a float32
+                # operator's statistics on every backend alike).
                 if other.backend.name == "numpy":
-                    other = other.to_backend(self.backend)
+                    other = other.to_backend(self.backend, dtype=self.dtype)
                 elif self.backend.name == "numpy":
-                    return self.to_backend(other.backend)._binary(other, op, reflected)
+                    return self.to_backend(other.backend, dtype=other.dtype)._binary(other, op, reflected)
                 else:
                     raise TypeError(f"cannot combine {self.backend.name} and {other.backend.name} statistics; "
                                     "convert one with to_backend()")
