@@ -279,6 +279,8 @@ class GCNN(Network):
             if labels.ndim != 1:
                 raise ValueError(f"{name}: integer class labels must have shape (N,) or (N, 1), got {y.shape}")
             y = losses.one_hot(labels[:, None], self.nparam, 1, name)[:, :, 0]
+        if y.ndim == 1 and self.nparam == 1:  # one scalar per map: (N,) is (N, 1)
+            y = y[:, None]
         if y.ndim != 2 or y.shape[1] != self.nparam:
             raise ValueError(f"{name} must have shape (N, {self.nparam}) (one row per map, global_pool=True), "
                              f"got {y.shape}")

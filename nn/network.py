@@ -126,6 +126,8 @@ class Network(NativeModule):
         y = _to_host(self.backend, y, name)
         if self.task == "segmentation" and self.out_channels > 1 and np.issubdtype(y.dtype, np.integer):
             y = losses.one_hot(y, self.out_channels, self.n_cells, name)
+        elif self.task == "segmentation" and y.ndim == 2 and self.out_channels == 1:
+            y = y[:, None, :]  # binary masks (N, N_cells), e.g. booleans or 0/1 labels
         if y.ndim != 3 or y.shape[1:] != (self.out_channels, self.n_cells):
             raise ValueError(f"{name} must have shape (N, {self.out_channels}, {self.n_cells}), got {y.shape}")
         if y.shape[0] != n_samples:
@@ -164,6 +166,8 @@ class Network(NativeModule):
         n_epoch = check_positive_int(n_epoch, "n_epoch")
         batch_size = check_positive_int(batch_size, "batch_size")
         xs = self._host_inputs(x_train, "x_train")
+        if len(xs) == 0:
+            raise ValueError("x_train holds no samples: fit needs at least one (N >= 1)")
         ys = self._host_targets(y_train, "y_train", len(xs))
         if (x_val is None) != (y_val is None):
             raise ValueError("x_val and y_val must be given together")
@@ -284,6 +288,8 @@ def _to_host(backend, x, name):
         x = np.asarray(x)
     except (TypeError, ValueError) as err:
         raise TypeError(f"{name} must be an array of numbers: {err}") from err
+    if x.dtype == np.bool_:
+        x = x.astype(np.float64)  # masks and binary labels
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise TypeError(f"{name} must hold numbers, got dtype {x.dtype}")
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):

@@ -251,3 +251,11 @@ def test_fit_target_shape_errors():
     per_cell = GCNN(chanlist=[1, 4], in_nside=NSIDE, nparam=2, backend=AUTOGRAD_BACKENDS[0])
     with pytest.raises(ValueError, match="y_train"):
         per_cell.fit(x, np.zeros((4, 2)), n_epoch=1, verbose=False)
+
+
+def test_pooled_scalar_targets_may_be_one_dimensional():
+    """With nparam=1, one value per map can be given as (N,) as well as (N, 1)."""
+    x = np.random.default_rng(0).normal(size=(4, 1, 12 * NSIDE**2)).astype(np.float32)
+    net = GCNN(nparam=1, chanlist=[1, 4], in_nside=NSIDE, global_pool=True, backend=AUTOGRAD_BACKENDS[0])
+    history = net.fit(x, np.array([0.1, 0.2, 0.3, 0.4]), n_epoch=2, batch_size=2, verbose=False)
+    assert len(history["train_loss"]) == 2

@@ -107,3 +107,19 @@ def test_segmentation_labels_out_of_range():
     net = CNN(NSIDE, 1, [4], out_channels=3, task="segmentation", backend=AUTOGRAD_BACKENDS[0])
     with pytest.raises(ValueError, match="y_train"):
         net.fit(np.zeros((2, 1, 768)), np.full((2, 768), 3), n_epoch=1, verbose=False)
+
+
+@pytest.mark.parametrize("form", ["bool", "int_2d", "float_3d"])
+def test_binary_segmentation_accepts_common_label_forms(form):
+    x, y = smoothing_task(8, 5)
+    mask = y[:, 0] > 0
+    labels = {"bool": mask, "int_2d": mask.astype(np.int64), "float_3d": mask[:, None].astype(np.float32)}[form]
+    net = CNN(NSIDE, 1, [4], task="segmentation", backend=AUTOGRAD_BACKENDS[0], seed=1)
+    history = net.fit(x, labels, n_epoch=3, batch_size=4, lr=1e-2, verbose=False)
+    assert np.all(np.isfinite(history["train_loss"]))
+
+
+def test_fit_on_no_samples_is_a_clear_error():
+    net = CNN(NSIDE, 1, [4], backend=AUTOGRAD_BACKENDS[0])
+    with pytest.raises(ValueError, match="x_train"):
+        net.fit(np.zeros((0, 1, 768)), np.zeros((0, 1, 768)), n_epoch=1, verbose=False)
