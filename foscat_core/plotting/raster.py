@@ -67,7 +67,7 @@ def prepare_field(values, domain, name="values"):
     expected = 12 * nside * nside if order is None else order.size
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D of shape (N_cells,) = ({expected},), got shape {arr.shape}; "
-                         f"pick one map, e.g. {name}[0, 0] of a (B, C, N) batch")
+                         f"pick one map, e.g. {name}{'[0]' * (arr.ndim - 1)}")
     if arr.shape[0] != expected:
         what = f"len(cell_ids) = {expected}" if order is not None else f"12 * nside**2 = {expected} (nside={nside})"
         raise ValueError(f"{name} has {arr.shape[0]} values but the domain has {what} cells")
