@@ -50,6 +50,13 @@ class Backend:
     def __repr__(self):
         return f"<foscat_core backend {self.name!r}>"
 
+    def __reduce__(self):
+        # Copies and pickles of objects holding a backend get the registry's own instance (a
+        # backend holds framework modules, which cannot be pickled).
+        from foscat_core.backends import get_backend
+
+        return (get_backend, (self.name, str(self.device)))
+
     # --- arrays ---------------------------------------------------------------------------
     def dtype(self, name):
         """The framework dtype for ``"float32"`` / ``"float64"`` (also ``"int64"``, ``"bool"``)."""

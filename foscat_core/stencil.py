@@ -100,6 +100,13 @@ class SphericalStencil:
             self._depthwise = DepthwiseFilter(self)
         return self._depthwise.filter(maps, bank)
 
+    def __getstate__(self):
+        # Operators are rebuilt on first use; copies of other devices are not carried along.
+        state = dict(self.__dict__)
+        state.update(_operators=None, _depthwise=None)
+        state.pop("_fc_clones", None)
+        return state
+
     def on_backend(self, backend):
         """The same stencil (shared tables) on another backend or device; operators rebuilt on use."""
         clone = object.__new__(type(self))

@@ -68,7 +68,12 @@ class _Adam:
             var.assign_sub((self.lr / bias1) * m / denom)
 
 
-class TorchFramework:
+class _Picklable:
+    def __reduce__(self):
+        return (framework, (self.backend,))
+
+
+class TorchFramework(_Picklable):
     def __init__(self, backend):
         import torch
 
@@ -142,7 +147,7 @@ class TorchFramework:
         return run
 
 
-class TensorflowFramework:
+class TensorflowFramework(_Picklable):
     def __init__(self, backend):
         import tensorflow as tf
 
@@ -212,7 +217,7 @@ class TensorflowFramework:
         return self.tf.function(lambda x: model(x), reduce_retracing=True)
 
 
-class NumpyFramework:
+class NumpyFramework(_Picklable):
     """Inference only: parameters are NumPy arrays, there is no autograd to train with."""
 
     module_base = _PlainModule

@@ -25,7 +25,8 @@ def _native_class(cls, backend):
     if key not in _native_classes:
         base = framework(backend).module_base
         name = f"{cls.__name__}"
-        native = type(name, (cls, base), {"__module__": cls.__module__, "_fc_portable": cls})
+        native = type(name, (cls, base), {"__module__": cls.__module__, "_fc_portable": cls,
+                                          "_fc_backend_name": backend.name})
         # Registered in the defining module under a unique name so pickling (torch.save) finds it.
         alias = f"_{cls.__name__}__{backend.name}"
         native.__qualname__ = alias
@@ -81,6 +82,8 @@ class NativeModule:
     """
 
     def __new__(cls, *args, backend=None, device=None, **kwargs):
+        if "_fc_portable" in cls.__dict__ and backend is None and device is None:
+            return object.__new__(cls)  # already a framework class (unpickling, copy.deepcopy)
         if backend is None:
             # Layers built on a stencil take its backend (the same rule their __init__ follows).
             backend = next((a.backend for a in (*args, *kwargs.values()) if isinstance(getattr(a, "backend", None), Backend)), None)
@@ -94,11 +97,19 @@ class NativeModule:
 
     def __init__(self, *, backend=None, device=None):
         super().__init__()  # the framework's module base (torch.nn.Module / tf.Module / plain)
+        if backend is None:  # type(net)(...): the framework of the class it was built as
+            backend = type(self).__dict__.get("_fc_backend_name")
         self.backend = module_backend(backend, device)
         self.fw = framework(self.backend)
         # (kind, name) in registration order, identical on every backend; set past the
         # framework's attribute tracking, which has nothing to track here.
         object.__setattr__(self, "_fc_names", [])
+
+    def __getstate__(self):
+        base = getattr(super(), "__getstate__", None)
+        state = dict(base() if base is not None else self.__dict__)
+        state.pop("_fc_evaluator", None)  # a compiled or closed-over function: rebuilt on use
+        return state
 
     def _fc_rebind(self, backend):
         """Point this module tree at ``backend`` (another device): objects holding backend arrays

@@ -4,6 +4,7 @@ import healpy as hp
 import numpy as np
 import pytest
 
+import foscat_core as fc
 from conftest import AUTOGRAD_BACKENDS, BACKENDS, to_numpy
 from foscat_core.nn import CNN, HealpixUNet
 
@@ -220,3 +221,31 @@ def test_torch_compile_gives_the_same_outputs():
     x = torch.as_tensor(np.random.default_rng(6).normal(size=(2, 2, 12 * NSIDE**2)).astype(np.float32))
     compiled = torch.compile(net, backend="aot_eager")  # traces forward and backward graphs
     np.testing.assert_allclose(compiled(x).detach().numpy(), net(x).detach().numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_deepcopy_gives_an_independent_network_with_the_same_outputs(backend_name):
+    import copy
+
+    net = make("unet", backend_name, disc_ids()).eval()
+    x = np.random.default_rng(7).normal(size=(1, 2, len(disc_ids()))).astype(np.float32)
+    twin = copy.deepcopy(net)
+    assert type(twin) is type(net) and twin.backend is net.backend
+    np.testing.assert_array_equal(twin.predict(x), net.predict(x))
+    name, variable = twin.named_variables()[0]
+    twin.fw.assign(variable, np.zeros(tuple(int(s) for s in variable.shape)))
+    assert np.any(net.backend.to_numpy(dict(net.named_variables())[name]) != 0)  # the original kept its weights
+
+
+@pytest.mark.skipif("torch" not in BACKENDS, reason="needs torch")
+def test_torch_save_of_a_whole_network_round_trips(tmp_path):
+    """torch.save(net) / torch.load work whatever the default backend is (the default stays numpy)."""
+    import torch
+
+    assert fc.get_backend().name == "numpy"
+    net = make("unet", "torch", disc_ids()).eval()
+    x = np.random.default_rng(8).normal(size=(2, 2, len(disc_ids()))).astype(np.float32)
+    torch.save(net, tmp_path / "net.pt")
+    loaded = torch.load(tmp_path / "net.pt", weights_only=False)
+    assert isinstance(loaded, torch.nn.Module) and isinstance(loaded, HealpixUNet)
+    np.testing.assert_array_equal(loaded.predict(x), net.predict(x))

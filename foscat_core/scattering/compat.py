@@ -48,6 +48,9 @@ class BackendCompat(Backend):
     dtype('float32')
     """
 
+    def __reduce__(self):
+        return (BackendCompat, (self.raw, self.all_type))
+
     def __init__(self, backend, dtype="float64"):
         if isinstance(backend, BackendCompat):
             backend = backend.raw
