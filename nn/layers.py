@@ -73,6 +73,10 @@ class SphericalConv(NativeModule):
 
     def forward(self, x):
         check_channels(x, self.in_channels, "x", "this SphericalConv")
+        if self.backend.dtype_name(self.weight) != self.stencil.dtype:  # e.g. after torch's .double()
+            raise TypeError(f"this layer's weights are {self.backend.dtype_name(self.weight)} but its geometry is "
+                            f"{self.stencil.dtype}: build the network with dtype='{self.backend.dtype_name(self.weight)}' "
+                            "instead of casting it")
         y = self.stencil.conv(x, self.weight)
         if self.use_bias:
             y = y + self.backend.xp.reshape(self.bias, (1, -1, 1))

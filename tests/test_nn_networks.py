@@ -249,3 +249,12 @@ def test_torch_save_of_a_whole_network_round_trips(tmp_path):
     loaded = torch.load(tmp_path / "net.pt", weights_only=False)
     assert isinstance(loaded, torch.nn.Module) and isinstance(loaded, HealpixUNet)
     np.testing.assert_array_equal(loaded.predict(x), net.predict(x))
+
+
+@pytest.mark.skipif("torch" not in BACKENDS, reason="needs torch")
+def test_casting_a_torch_network_says_to_build_it_in_that_dtype():
+    import torch
+
+    net = make("cnn", "torch").double()
+    with pytest.raises(TypeError, match="dtype='float64'"):
+        net(torch.zeros((1, 2, 12 * NSIDE**2)))  # float32, the dtype the network was built with
