@@ -13,6 +13,15 @@ from .domain import Domain
 DOWN_MODES = ("max", "mean")
 
 
+class _DeviceCache:
+    """Plans drop their device arrays when copied or pickled (keys are object ids)."""
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_device_arrays", None)
+        return state
+
+
 def down(x, nside, cell_ids=None, mode="max", backend=None):
     """Reduce a map to the next coarser level (nside // 2): max or mean over the children present.
 
@@ -47,7 +56,7 @@ def down(x, nside, cell_ids=None, mode="max", backend=None):
     return plan(x, mode, bk), plan.parent_ids
 
 
-class DownPlan:
+class DownPlan(_DeviceCache):
     """One ``down`` step with its index work done once (the layers of a network reuse it).
 
     Parameters
@@ -92,11 +101,12 @@ class DownPlan:
         if self.contiguous:
             quads = xp.reshape(x, lead + (n_parent, 4))
             return xp.max(quads, axis=-1) if mode == "max" else xp.mean(quads, axis=-1)
-        quads = xp.reshape(bk.take(x, bk.index_array(self.gather), axis=-1), lead + (n_parent, 4))
-        mask = bk.asarray(self.present)
+        gather, mask = _on_device(self, bk, "gather", lambda: (bk.index_array(self.gather), bk.asarray(self.present)))
+        quads = xp.reshape(bk.take(x, gather, axis=-1), lead + (n_parent, 4))
         if mode == "max":
             return xp.max(xp.where(mask, quads, -math.inf), axis=-1)
-        counts = bk.asarray(self.counts, dtype=bk.dtype_name(x))
+        dtype = bk.dtype_name(x)
+        counts = _on_device(self, bk, "counts-" + dtype, lambda: bk.asarray(self.counts, dtype=dtype))
         return xp.sum(xp.where(mask, quads, 0.0), axis=-1) / counts
 
 
@@ -130,7 +140,7 @@ def up(x, nside, cell_ids=None, target_ids=None, backend=None):
     return UpPlan(nside, cell_ids, target_ids)(x, bk)
 
 
-class UpPlan:
+class UpPlan(_DeviceCache):
     """One ``up`` step with its index work done once; arguments as :func:`up`.
 
     Attributes
@@ -161,7 +171,19 @@ class UpPlan:
         bk = resolve_backend(backend, x)
         x = as_backend_array(bk, x, "x")
         check_cells_axis(x, self.n_cells, "x", f"len(cell_ids) at nside={self.nside}")
-        return bk.take(x, bk.index_array(self.positions), axis=-1)
+        positions = _on_device(self, bk, "positions", lambda: bk.index_array(self.positions))
+        return bk.take(x, positions, axis=-1)
+
+
+def _on_device(plan, bk, what, make):
+    """``make()``'s backend arrays, built once per plan, backend (device) and ``what``: the index
+    tables go to the device once, not at every call of a network layer. Backends build host data
+    as eager arrays (TensorFlow too, even while tracing), so the cache never holds graph tensors."""
+    cache = plan.__dict__.setdefault("_device_arrays", {})
+    key = (id(bk), what)
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
 
 
 ud_grade_2 = down
