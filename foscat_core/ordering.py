@@ -1,0 +1,64 @@
+"""RING or NESTED ids at the edge: every public entry point takes healpy's ``nest=`` and turns the
+user's ids into the NESTED ids the core works in, keeping the user's order.
+
+Nothing below the edge sees RING: a full-sky RING map is the regional domain
+``ring2nest(arange(npix))`` in the user's order, so every output comes back in RING order by the
+core's own rule (outputs follow the order of ``cell_ids``).
+"""
+
+import numpy as np
+
+from ._validation import check_cell_ids, check_nside
+
+
+def check_nest(nest, name="nest"):
+    """``nest`` as a bool: healpy's meaning, ``True`` for NESTED, ``False`` for RING."""
+    if not isinstance(nest, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True (NESTED ids) or False (RING ids), got {nest!r}")
+    return bool(nest)
+
+
+def nested_cell_ids(nside, cell_ids=None, nest=True, name="cell_ids"):
+    """The NESTED ids, in the user's order, of cells given in the ``nest`` ordering.
+
+    Parameters
+    ----------
+    nside : int
+    cell_ids : array_like of int, shape (N,), optional
+        Ids in RING (``nest=False``) or NESTED (``nest=True``) order; ``None`` = full sky.
+    nest : bool
+
+    Returns
+    -------
+    ndarray of int64, shape (N,), or None
+        ``None`` only for a NESTED full sky; a RING full sky gives ``ring2nest(arange(npix))``,
+        so the cell axis stays in RING order.
+
+    Examples
+    --------
+    >>> nested_cell_ids(1, [0, 4], nest=False)
+    array([0, 5])
+    >>> nested_cell_ids(1, None, nest=False)[:5]
+    array([3, 0, 1, 2, 7])
+    """
+    nside = check_nside(nside)
+    if check_nest(nest):
+        return None if cell_ids is None else check_cell_ids(cell_ids, nside, name)
+    import healpy as hp
+
+    ring = np.arange(12 * nside * nside, dtype=np.int64) if cell_ids is None else check_cell_ids(cell_ids, nside, name)
+    return np.asarray(hp.ring2nest(nside, ring), dtype=np.int64)
+
+
+def user_cell_ids(nside, nested_ids, nest=True):
+    """NESTED ids back in the user's ordering (the inverse of :func:`nested_cell_ids`).
+
+    >>> user_cell_ids(1, [0, 5], nest=False)
+    array([0, 4])
+    """
+    ids = np.asarray(nested_ids, dtype=np.int64)
+    if check_nest(nest):
+        return ids
+    import healpy as hp
+
+    return np.asarray(hp.nest2ring(check_nside(nside), ids), dtype=np.int64)
