@@ -36,10 +36,10 @@ def nested_cell_ids(nside, cell_ids=None, nest=True, name="cell_ids"):
 
     Examples
     --------
-    >>> nested_cell_ids(1, [0, 4], nest=False)
-    array([0, 5])
-    >>> nested_cell_ids(1, None, nest=False)[:5]
-    array([3, 0, 1, 2, 7])
+    >>> nested_cell_ids(2, [0, 4, 13], nest=False)
+    array([3, 2, 0])
+    >>> nested_cell_ids(2, None, nest=False)[:6]
+    array([ 3,  7, 11, 15,  2,  1])
     """
     nside = check_nside(nside)
     if check_nest(nest):
@@ -53,8 +53,8 @@ def nested_cell_ids(nside, cell_ids=None, nest=True, name="cell_ids"):
 def user_cell_ids(nside, nested_ids, nest=True):
     """NESTED ids back in the user's ordering (the inverse of :func:`nested_cell_ids`).
 
-    >>> user_cell_ids(1, [0, 5], nest=False)
-    array([0, 4])
+    >>> user_cell_ids(2, [3, 4], nest=False)
+    array([ 0, 15])
     """
     ids = np.asarray(nested_ids, dtype=np.int64)
     if check_nest(nest):
