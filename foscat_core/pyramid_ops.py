@@ -1,4 +1,6 @@
-"""Moving maps between levels of the NESTED pyramid: ``down`` (max or mean) and ``up``."""
+"""Moving maps between levels of the HEALPix pyramid: ``down`` (max or mean) and ``up``.
+
+The work is done in NESTED ids; ``nest=False`` (RING) and DataArrays are translated at this edge."""
 
 import math
 
@@ -7,8 +9,10 @@ import numpy as np
 from foscat_core.backends import resolve_backend
 
 from ._arrays import as_backend_array, check_cells_axis
-from ._validation import check_cell_ids, check_nside
+from ._validation import check_nside
 from .domain import Domain
+from .ordering import check_nest, nested_cell_ids, user_cell_ids
+from .xarray_io import cells_last, is_dataarray, like, resolve_grid
 
 DOWN_MODES = ("max", "mean")
 
@@ -22,27 +26,35 @@ class _DeviceCache:
         return state
 
 
-def down(x, nside, cell_ids=None, mode="max", backend=None):
+def down(x, nside=None, cell_ids=None, mode="max", backend=None, nest=None):
     """Reduce a map to the next coarser level (nside // 2): max or mean over the children present.
 
     Parameters
     ----------
-    x : array, shape (..., N)
+    x : array or xarray.DataArray, shape (..., N)
         Floating-point map(s) on ``cell_ids`` at ``nside`` (cells on the last axis), e.g. (B, C, N).
+        A DataArray in the xdggs convention (a ``cell_ids`` coordinate, see
+        :mod:`foscat_core.xarray_io`) may have its cell dimension anywhere; ``nside``,
+        ``cell_ids`` and ``nest`` are then read from it (any given must agree).
     nside : int
-        Resolution of ``x`` (>= 2).
+        Resolution of ``x`` (>= 2); optional for a DataArray.
     cell_ids : array_like of int, shape (N,), optional
-        NESTED ids of ``x``'s cells, any order; ``None`` = full sky.
+        Ids of ``x``'s cells in the ``nest`` ordering, any order; ``None`` = full sky (in that
+        ordering: a RING full sky has its cell axis in RING order).
     mode : {"max", "mean"}
     backend : str or Backend, optional
         Default: the backend of ``x`` if it is a torch/TensorFlow tensor, else the default one.
+    nest : bool, optional
+        healpy's meaning: True (the default) for NESTED ids, False for RING ids.
 
     Returns
     -------
-    y : array, shape (..., N_parent)
-        Values on the parent cells, in ascending id order.
+    y : array or xarray.DataArray, shape (..., N_parent)
+        Values on the parent cells, in ascending id order of the ``nest`` ordering. For a
+        DataArray: a DataArray with the input's dims and other coordinates, its ``cell_ids``
+        coordinate holding the parents at the new level (xdggs attributes updated).
     parent_ids : ndarray of int64, shape (N_parent,)
-        ``np.unique(cell_ids // 4)``.
+        The parents' ids in the ``nest`` ordering, ascending (``np.unique(cell_ids // 4)`` in NESTED).
 
     Examples
     --------
@@ -50,10 +62,26 @@ def down(x, nside, cell_ids=None, mode="max", backend=None):
     >>> y, ids = down(np.arange(48.0), 2, backend="numpy")
     >>> y[:3], ids[:3]
     (array([ 3.,  7., 11.]), array([0, 1, 2]))
+    >>> y, ids = down(np.arange(48.0), 2, nest=False, backend="numpy")   # a RING map
+    >>> ids[:3]
+    array([0, 1, 2])
     """
+    if is_dataarray(x):
+        grid = resolve_grid(x, nside, cell_ids, nest)
+        values, _ = cells_last(x, grid.cell_dim)
+        plan = DownPlan(grid.nside, grid.cell_ids, nest=grid.nest)
+        y = plan(values, mode, resolve_backend(backend, values))
+        out = like(x, y, grid.cell_dim, cell_ids=plan.parent_ids, nside=plan.nside // 2, nest=grid.nest)
+        return out, plan.parent_ids
     bk = resolve_backend(backend, x)
-    plan = DownPlan(nside, cell_ids)
+    plan = DownPlan(_required_nside(nside), cell_ids, nest=True if nest is None else nest)
     return plan(x, mode, bk), plan.parent_ids
+
+
+def _required_nside(nside):
+    if nside is None:
+        raise TypeError("nside is required (it is optional only when x is an xarray.DataArray)")
+    return nside
 
 
 class DownPlan(_DeviceCache):
@@ -64,21 +92,31 @@ class DownPlan(_DeviceCache):
     nside : int
         Resolution of the fine maps (>= 2).
     cell_ids : array_like of int, shape (N,), optional
-        NESTED ids of the fine maps; ``None`` = full sky.
+        Ids of the fine maps in the ``nest`` ordering; ``None`` = full sky.
+    nest : bool
+        True for NESTED ids, False for RING ids (inputs' cell axis in that order too).
 
     Attributes
     ----------
     parent_ids : ndarray of int64, shape (N_parent,)
-        ``np.unique(cell_ids // 4)``, the cells of the output.
+        The cells of the output, ascending, in the ``nest`` ordering (``np.unique(cell_ids // 4)``
+        in NESTED).
     """
 
-    def __init__(self, nside, cell_ids=None):
-        fine = Domain(nside, cell_ids)
+    def __init__(self, nside, cell_ids=None, nest=True):
+        self.nest = check_nest(nest)
+        fine = Domain(nside, nested_cell_ids(nside, cell_ids, self.nest))
         if fine.nside < 2:
             raise ValueError("nside must be >= 2 to go down a level, got 1")
         self.nside, self.n_cells = fine.nside, fine.n_cells
         parent = fine.parent()
         self.parent_ids = parent.cell_ids
+        # RING parents come back in ascending RING order: a permutation of the NESTED parents.
+        self.ring_order = None
+        if not self.nest:
+            ring = user_cell_ids(parent.nside, parent.cell_ids, False)
+            self.ring_order = np.argsort(ring, kind="stable")
+            self.parent_ids = ring[self.ring_order]
         self.contiguous = fine.groups_are_contiguous()
         if not self.contiguous:
             table, self.present = fine.child_table(parent)
@@ -100,35 +138,48 @@ class DownPlan(_DeviceCache):
         n_parent = int(self.parent_ids.size)
         if self.contiguous:
             quads = xp.reshape(x, lead + (n_parent, 4))
-            return xp.max(quads, axis=-1) if mode == "max" else xp.mean(quads, axis=-1)
-        gather, mask = _on_device(self, bk, "gather", lambda: (bk.index_array(self.gather), bk.asarray(self.present)))
-        quads = xp.reshape(bk.take(x, gather, axis=-1), lead + (n_parent, 4))
-        if mode == "max":
-            return xp.max(xp.where(mask, quads, -math.inf), axis=-1)
-        dtype = bk.dtype_name(x)
-        counts = _on_device(self, bk, "counts-" + dtype, lambda: bk.asarray(self.counts, dtype=dtype))
-        return xp.sum(xp.where(mask, quads, 0.0), axis=-1) / counts
+            y = xp.max(quads, axis=-1) if mode == "max" else xp.mean(quads, axis=-1)
+        else:
+            gather, mask = _on_device(self, bk, "gather",
+                                      lambda: (bk.index_array(self.gather), bk.asarray(self.present)))
+            quads = xp.reshape(bk.take(x, gather, axis=-1), lead + (n_parent, 4))
+            if mode == "max":
+                y = xp.max(xp.where(mask, quads, -math.inf), axis=-1)
+            else:
+                dtype = bk.dtype_name(x)
+                counts = _on_device(self, bk, "counts-" + dtype, lambda: bk.asarray(self.counts, dtype=dtype))
+                y = xp.sum(xp.where(mask, quads, 0.0), axis=-1) / counts
+        if self.ring_order is None:
+            return y
+        order = _on_device(self, bk, "ring_order", lambda: bk.index_array(self.ring_order))
+        return bk.take(y, order, axis=-1)
 
 
-def up(x, nside, cell_ids=None, target_ids=None, backend=None):
+def up(x, nside=None, cell_ids=None, target_ids=None, backend=None, nest=None):
     """Copy each coarse cell's value to its children at ``2 * nside``.
 
     Parameters
     ----------
-    x : array, shape (..., N)
-        Map(s) on ``cell_ids`` at the coarse ``nside``.
+    x : array or xarray.DataArray, shape (..., N)
+        Map(s) on ``cell_ids`` at the coarse ``nside``. A DataArray (xdggs convention) gives
+        ``nside``, ``cell_ids`` and ``nest`` itself, as in :func:`down`.
     nside : int
-        Resolution of ``x`` (the coarse one).
+        Resolution of ``x`` (the coarse one); optional for a DataArray.
     cell_ids : array_like of int, shape (N,), optional
-        NESTED ids of ``x``'s cells; ``None`` = full sky.
+        Ids of ``x``'s cells in the ``nest`` ordering; ``None`` = full sky.
     target_ids : array_like of int, shape (M,), optional
-        NESTED ids at ``2 * nside`` to fill, any order (kept); each must have its parent in
-        ``cell_ids``. ``None`` = the 4 children of every coarse cell, coarse cell by coarse cell.
+        Ids at ``2 * nside`` to fill, in the ``nest`` ordering, any order (kept); each must have
+        its parent in ``cell_ids``. ``None`` = every child of the coarse cells: NESTED, the 4
+        children coarse cell by coarse cell; RING, in ascending RING id order.
     backend : str or Backend, optional
+    nest : bool, optional
+        healpy's meaning: True (the default) for NESTED ids, False for RING ids.
 
     Returns
     -------
-    array, shape (..., M)
+    array or xarray.DataArray, shape (..., M)
+        For a DataArray: the input's dims and other coordinates, ``cell_ids`` = the targets at
+        the finer level (xdggs attributes updated).
 
     Examples
     --------
@@ -136,35 +187,45 @@ def up(x, nside, cell_ids=None, target_ids=None, backend=None):
     >>> up(np.array([1.0, 2.0]), 1, cell_ids=[0, 5], target_ids=[21, 0, 3], backend="numpy")
     array([2., 1., 1.])
     """
+    if is_dataarray(x):
+        grid = resolve_grid(x, nside, cell_ids, nest)
+        values, _ = cells_last(x, grid.cell_dim)
+        plan = UpPlan(grid.nside, grid.cell_ids, target_ids, nest=grid.nest)
+        y = plan(values, resolve_backend(backend, values))
+        return like(x, y, grid.cell_dim, cell_ids=plan.target_ids, nside=2 * plan.nside, nest=grid.nest)
     bk = resolve_backend(backend, x)
-    return UpPlan(nside, cell_ids, target_ids)(x, bk)
+    return UpPlan(_required_nside(nside), cell_ids, target_ids, nest=True if nest is None else nest)(x, bk)
 
 
 class UpPlan(_DeviceCache):
-    """One ``up`` step with its index work done once; arguments as :func:`up`.
+    """One ``up`` step with its index work done once; arguments as :func:`up` (``nest`` a bool).
 
     Attributes
     ----------
     target_ids : ndarray of int64, shape (M,)
-        The cells of the output at ``2 * nside``.
+        The cells of the output at ``2 * nside``, in the ``nest`` ordering.
     """
 
-    def __init__(self, nside, cell_ids=None, target_ids=None):
-        coarse = Domain(nside, cell_ids)
+    def __init__(self, nside, cell_ids=None, target_ids=None, nest=True):
+        self.nest = check_nest(nest)
+        coarse = Domain(nside, nested_cell_ids(nside, cell_ids, self.nest))
         fine_nside = check_nside(2 * coarse.nside, "2 * nside")
         self.nside, self.n_cells = coarse.nside, coarse.n_cells
         if target_ids is None:
             targets = coarse.children().cell_ids
+            if not self.nest:
+                targets = targets[np.argsort(user_cell_ids(fine_nside, targets, False), kind="stable")]
         else:
-            targets = check_cell_ids(target_ids, fine_nside, "target_ids")
+            targets = nested_cell_ids(fine_nside, target_ids, self.nest, "target_ids")
         positions, present = coarse.locate(targets // 4)
         if not present.all():
             missing = targets[~present]
+            example, parent = user_cell_ids(fine_nside, missing[:1], self.nest)[0], missing[0] // 4
             raise ValueError(
                 f"target_ids: {missing.size} id(s) at nside={fine_nside} have no parent in cell_ids, "
-                f"e.g. {int(missing[0])} (parent {int(missing[0]) // 4})"
+                f"e.g. {int(example)} (parent {int(user_cell_ids(coarse.nside, [parent], self.nest)[0])})"
             )
-        self.target_ids, self.positions = targets, positions
+        self.target_ids, self.positions = user_cell_ids(fine_nside, targets, self.nest), positions
 
     def __call__(self, x, backend=None):
         """``x`` (..., N) → (..., M): each target cell takes its parent's value."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import check_cell_ids
-from .ordering import nested_cell_ids
+from .ordering import check_nest, nested_cell_ids
 
 CELL_COORD = "cell_ids"
 GRID_KEYS = ("grid_name", "level", "nside", "depth", "order", "indexing_scheme", "nest")
@@ -127,6 +127,42 @@ def grid_of(da, name="x"):
     nside = _nside_of(attrs, where)
     cell_ids = check_cell_ids(np.asarray(coord.values), nside, f"{name}.{CELL_COORD}")
     return Grid(nside=nside, cell_ids=cell_ids, nest=SCHEMES[scheme], cell_dim=coord.dims[0])
+
+
+def resolve_grid(da, nside=None, cell_ids=None, nest=None, name="x"):
+    """:func:`grid_of` ``da``, checked against the ``nside``/``cell_ids``/``nest`` a caller also gave.
+
+    Arguments left ``None`` are read from the DataArray; one that is given must agree with it
+    (``cell_ids``: the same cells in the same order, in the ``nest`` ordering).
+
+    Returns
+    -------
+    Grid
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> da = xr.DataArray(np.zeros(3), dims="cells", coords={"cell_ids": ("cells", [0, 4, 13],
+    ...                   {"grid_name": "healpix", "level": 1, "indexing_scheme": "ring"})})
+    >>> resolve_grid(da, nside=2).nest
+    False
+    >>> resolve_grid(da, nest=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: nest=True conflicts with x's grid (indexing_scheme 'ring', i.e. nest=False)
+    """
+    grid = grid_of(da, name)
+    if nside is not None and nside != grid.nside:
+        raise ValueError(f"nside={nside!r} conflicts with {name}'s grid (level {grid.level}, i.e. nside={grid.nside})")
+    if nest is not None and check_nest(nest) != grid.nest:
+        raise ValueError(f"nest={nest!r} conflicts with {name}'s grid "
+                         f"(indexing_scheme {'nested' if grid.nest else 'ring'!r}, i.e. nest={grid.nest})")
+    if cell_ids is not None:
+        given = nested_cell_ids(grid.nside, cell_ids, grid.nest)
+        if given.shape != grid.cell_ids.shape or not np.array_equal(given, grid.nested_ids):
+            raise ValueError(f"cell_ids conflicts with {name}'s '{CELL_COORD}' coordinate (not the same cells in "
+                             "the same order); leave cell_ids out to use the DataArray's")
+    return grid
 
 
 def _grid_attrs(da):
