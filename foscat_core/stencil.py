@@ -7,9 +7,11 @@ from foscat_core.backends import resolve_backend
 from ._arrays import as_backend_array, check_cells_axis
 from ._validation import check_dtype_name, check_kernel_size, check_positive_int
 from .domain import Domain
+from .ordering import check_nest, nested_cell_ids, user_cell_ids
 from .stencil_cache import stencil_table
 from .stencil_depthwise import DepthwiseFilter
 from .stencil_geometry import GAUGE_TYPES
+from .xarray_io import cells_last, grid_of, is_dataarray, like
 
 
 class SphericalStencil:
@@ -18,13 +20,17 @@ class SphericalStencil:
     Parameters
     ----------
     nside : int
-        Power of two, NESTED ordering.
+        Power of two.
     kernel_sz : int
         Odd stencil side K; a kernel has P = K*K taps laid out like an image with north up:
         tap ``p = i*K + j``, row ``i`` from north to south, column ``j`` from west to east (in the
         gauge frame; see :mod:`foscat_core.stencil_geometry`).
     cell_ids : array_like of int, shape (N,), optional
-        NESTED ids of a regional domain, any order (outputs follow it). ``None`` = full sky.
+        Ids of a regional domain in the ``nest`` ordering, any order (outputs follow it); an
+        ``xarray`` ``cell_ids`` coordinate works too. ``None`` = full sky.
+    nest : bool
+        healpy's meaning: True for NESTED ids, False for RING ids. With RING the cell axis of
+        every map is in RING order (a full sky too); the work is done in NESTED ids.
     gauge_type : {"phi", "cosmo"}
         Orientation of the local frame: ``"phi"`` has its first axis east (singular at the
         poles), ``"cosmo"`` is rotated by ``-phi`` in the north and ``+phi`` in the south.
@@ -36,6 +42,10 @@ class SphericalStencil:
 
     Attributes
     ----------
+    cell_ids : ndarray of int64, shape (N,)
+        NESTED ids of the cells, in the order of the cell axis.
+    user_cell_ids : ndarray of int64, shape (N,)
+        The same cells in the ``nest`` ordering.
     index : ndarray of int64, shape (G, N, P, 4)
         Positions in ``cell_ids`` of the 4 interpolation cells of each stencil point.
     weight : ndarray of float64, shape (G, N, P, 4)
@@ -51,9 +61,10 @@ class SphericalStencil:
     True
     """
 
-    def __init__(self, nside, kernel_sz, *, cell_ids=None, gauge_type="phi", n_gauges=1, backend=None,
+    def __init__(self, nside, kernel_sz, *, cell_ids=None, nest=True, gauge_type="phi", n_gauges=1, backend=None,
                  dtype="float32"):
-        self.domain = Domain(nside, cell_ids)
+        self.nest = check_nest(nest)
+        self.domain = Domain(nside, nested_cell_ids(nside, cell_ids, self.nest))
         self.nside = self.domain.nside
         self.kernel_sz = check_kernel_size(kernel_sz)
         self.n_points = self.kernel_sz**2
@@ -121,12 +132,16 @@ class SphericalStencil:
         return self.domain.cell_ids
 
     @property
+    def user_cell_ids(self):
+        return user_cell_ids(self.nside, self.domain.cell_ids, self.nest)
+
+    @property
     def n_cells(self):
         return self.domain.n_cells
 
     def __repr__(self):
         return (f"SphericalStencil(nside={self.nside}, kernel_sz={self.kernel_sz}, {self.domain!r}, "
-                f"gauge_type={self.gauge_type!r}, n_gauges={self.n_gauges}, backend={self.backend.name!r}, "
+                f"nest={self.nest}, gauge_type={self.gauge_type!r}, n_gauges={self.n_gauges}, backend={self.backend.name!r}, "
                 f"dtype={self.dtype!r})")
 
     def operators(self):
@@ -148,18 +163,36 @@ class SphericalStencil:
 
         Parameters
         ----------
-        x : array, shape (B, C_in, N)
-            Maps on the stencil's cells, in ``cell_ids`` order.
+        x : array or xarray.DataArray, shape (B, C_in, N)
+            Maps on the stencil's cells, in ``cell_ids`` order. A DataArray (xdggs convention,
+            see :mod:`foscat_core.xarray_io`) must be on the stencil's grid: same nside, same
+            cells in the same order; its cell dimension (the one carrying ``cell_ids``) may be
+            anywhere and is moved last, the other two dims are taken as (B, C_in) in their order.
         w : array, shape (C_in, C_out, P) or, with G gauges, (C_in, C_out_g, P) shared by all
             gauges or (G, C_in, C_out_g, P) one kernel per gauge.
 
         Returns
         -------
-        array, shape (B, C_out, N) or (B, G*C_out_g, N)
+        array or xarray.DataArray, shape (B, C_out, N) or (B, G*C_out_g, N)
             ``y[b, o, n] = sum_{c, p} w[c, o, p] * x_interp[b, c, n, p]`` where ``x_interp`` is ``x``
             interpolated at stencil point p of cell n. With G gauges, channels are gauge-major:
-            channel ``g*C_out_g + o`` is kernel o applied in gauge g's frame.
+            channel ``g*C_out_g + o`` is kernel o applied in gauge g's frame. For a DataArray: a
+            NumPy-backed DataArray with the input's dims in their order, its coordinates and
+            attributes (a coordinate of the channel dim is dropped when C_out != C_in).
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> from foscat_core.xarray_io import cell_coordinate
+        >>> st = SphericalStencil(2, 3, nest=False, backend="numpy", dtype="float64")
+        >>> x = xr.DataArray(np.ones((2, 48, 1)), dims=("time", "cells", "band"),
+        ...                  coords={"cell_ids": cell_coordinate(2, np.arange(48), nest=False)})
+        >>> y = st.conv(x, np.full((1, 3, 9), 1 / 9))   # "time" is B, "band" is C_in
+        >>> y.dims, y.sizes["band"], round(float(y.max()), 6)
+        (('time', 'cells', 'band'), 3, 1.0)
         """
+        if is_dataarray(x):
+            return self._conv_dataarray(x, w)
         bk, xp = self.backend, self.backend.xp
         x = as_backend_array(bk, x, "x", self.dtype)
         w = as_backend_array(bk, w, "w", self.dtype)
@@ -187,6 +220,19 @@ class SphericalStencil:
             outs.append(bk.stencil_contract(xt, wr, op))
         y = outs[0] if len(outs) == 1 else xp.concat(outs, axis=-1)
         return xp.permute_dims(y, (0, 2, 1))
+
+    def _conv_dataarray(self, x, w):
+        grid = grid_of(x, "x")
+        if grid.nside != self.nside or not np.array_equal(grid.nested_ids, self.cell_ids):
+            raise ValueError(
+                f"x's grid (nside {grid.nside}, {grid.cell_ids.size} cells, nest={grid.nest}) must be the stencil's "
+                f"(nside {self.nside}, {self.n_cells} cells, nest={self.nest}): the same cells in the same order; "
+                "build the stencil from it, e.g. SphericalStencil(nside, K, cell_ids=x.cell_ids, nest=...)"
+            )
+        if x.ndim != 3:
+            raise ValueError(f"x must have 3 dims (B, C_in, cells), got dims {x.dims}")
+        values, dims = cells_last(x, grid.cell_dim)
+        return like(x, self.backend.to_numpy(self.conv(values, w)), grid.cell_dim, dims=dims)
 
     Convol_torch = conv
     __call__ = conv
