@@ -4,14 +4,16 @@ import numbers
 
 import numpy as np
 
-from foscat_core._arrays import as_backend_array
 from foscat_core._validation import check_dtype_name, check_kernel_size, check_nside, check_positive_int
 from foscat_core.backends import resolve_backend
+from foscat_core.ordering import check_nest
 from foscat_core.stencil_geometry import GAUGE_TYPES
 
+from . import edge
 from .compat import BackendCompat
 from .compute import assemble, scale_indices, scattering_scales
 from .pyramid import build_levels, count_scales, level_filter, mask_pyramid
+from .settings import OperatorSettings, hash_array
 from .statistics import ScatteringStatistics
 from .wavelets import conv_kernel
 
@@ -19,7 +21,7 @@ NORMS = (None, "self", "auto")
 
 
 class ScatteringCovariance:
-    """Scattering-covariance statistics (S0, S1, S2, S3, S3P, S4) of HEALPix maps (NESTED).
+    """Scattering-covariance statistics (S0, S1, S2, S3, S3P, S4) of HEALPix maps (NESTED or RING).
 
     Maps are convolved with complex Morlet wavelets (see :mod:`foscat_core.scattering.wavelets`)
     on the oriented K x K stencil of every cell. Scale ``j + 1`` is reached by smoothing with the
@@ -46,6 +48,14 @@ class ScatteringCovariance:
         Default: the one chosen with :func:`foscat_core.set_backend`.
     gauge_type : {"phi", "cosmo"}
         Stencil orientation gauge (see :class:`foscat_core.SphericalStencil`).
+    nside : int, optional
+        The operator's domain: :meth:`eval` uses it when it is given no grid of its own, and refuses
+        maps on another domain. Default: none, every ``eval`` takes the domain of its maps.
+    cell_ids : array_like of int, shape (N,), optional
+        Ids (in the ``nest`` ordering) of a regional domain; needs ``nside``. ``None``: full sky.
+    nest : bool
+        healpy's meaning: the ordering of ids and of the cell axis of maps, masks and
+        ``cell_ids`` (True: NESTED, False: RING); :meth:`eval`'s default.
 
     Attributes
     ----------
@@ -60,10 +70,19 @@ class ScatteringCovariance:
     >>> st = op.eval(np.random.default_rng(0).normal(size=48))
     >>> st.S1.shape, st.S3.shape, st.S4.shape
     ((1, 1, 2, 2), (1, 1, 3, 2, 2, 2), (1, 1, 4, 2, 2, 2, 2))
+
+    A RING map (healpy's default ordering) gives the statistics of the same map in NESTED order:
+
+    >>> import healpy as hp
+    >>> ring = hp.reorder(np.random.default_rng(1).normal(size=192), n2r=True)
+    >>> a = ScatteringCovariance(KERNELSZ=3, NORIENT=2, nest=False, backend="numpy").eval(ring)
+    >>> b = op.eval(hp.reorder(ring, r2n=True))
+    >>> bool(np.allclose(a.S4, b.S4)), a.settings["nest"]
+    (True, False)
     """
 
     def __init__(self, KERNELSZ=5, NORIENT=4, LAMBDA=1.2, JmaxDelta=0, nstep_max=20, all_type="float64", backend=None,
-                 gauge_type="phi"):
+                 gauge_type="phi", nside=None, cell_ids=None, nest=True):
         self.KERNELSZ = check_kernel_size(KERNELSZ, "KERNELSZ")
         self.NORIENT = check_positive_int(NORIENT, "NORIENT")
         self.LAMBDA = float(LAMBDA)
@@ -80,12 +99,21 @@ class ScatteringCovariance:
         self._kernel_host = conv_kernel(self.KERNELSZ, self.NORIENT, self.LAMBDA)  # validates LAMBDA
         self._kernel_native = None
         self._pyramids = {}
+        self._domains = {}
         self._norm_ref = None
+        self.nest = check_nest(nest)
+        if cell_ids is not None and nside is None:
+            raise ValueError("nside is required when cell_ids is given")
+        self.nside = None if nside is None else check_nside(nside)
+        self.cell_ids = None if cell_ids is None else np.asarray(cell_ids, dtype=np.int64)
+        self._own = None if nside is None else self._domain_of(self.nside, self.cell_ids, self.nest)
 
     def __repr__(self):
         return (f"ScatteringCovariance(KERNELSZ={self.KERNELSZ}, NORIENT={self.NORIENT}, LAMBDA={self.LAMBDA}, "
                 f"JmaxDelta={self.JmaxDelta}, nstep_max={self.nstep_max}, all_type={self.all_type!r}, "
-                f"backend={self._bk.name!r})")
+                f"backend={self._bk.name!r}{'' if self.nest else ', nest=False'}"
+                f"{'' if self.nside is None else f', nside={self.nside}'}"
+                f"{'' if self.cell_ids is None else f', cell_ids=<{self.cell_ids.size} cells>'})")
 
     # --- caches ---------------------------------------------------------------------------
     def _kernels(self):
@@ -118,70 +146,69 @@ class ScatteringCovariance:
         allowed = self._pyramid(nside, cell_ids)["allowed"]
         return max(1, min(allowed - self.JmaxDelta, self.nstep_max)), allowed
 
-    # --- input checks ---------------------------------------------------------------------
-    def _maps(self, v, name):
-        v = as_backend_array(self._bk, v, name, self.all_type)
-        if len(v.shape) == 1:
-            v = self._bk.xp.reshape(v, (1, int(v.shape[0])))
-        elif len(v.shape) != 2:
-            raise ValueError(f"{name} must have shape (N,) or (B, N), got shape {tuple(v.shape)}")
-        return v
+    # --- the edge: users' maps and grids ----------------------------------------------------
+    def _domain_of(self, nside, user_ids, nest):
+        """The cached :class:`~foscat_core.scattering.edge.Domain` of ids in the ``nest`` ordering."""
+        key = (nside, nest, None if user_ids is None else np.asarray(user_ids).tobytes())
+        dom = self._domains.get(key)
+        if dom is None:
+            dom = self._domains[key] = edge.build_domain(nside, user_ids, nest)
+        return dom
 
-    def _domain(self, n, nside, cell_ids):
-        if cell_ids is None:
-            if nside is None:
-                ns = int(round(np.sqrt(n / 12.0)))
-                if 12 * ns * ns != n or ns < 1 or ns & (ns - 1):
-                    raise ValueError(f"x: {n} cells is not a full HEALPix sky (12 * nside**2 with nside a power "
-                                     "of two); pass cell_ids and nside for a regional map")
-                return ns, None
-            nside = check_nside(nside)
-            if n != 12 * nside * nside:
-                raise ValueError(f"x must have 12 * nside**2 = {12 * nside * nside} cells on its last axis for a full "
-                                 f"sky at nside={nside}, got {n}; pass cell_ids for a regional map")
-            return nside, None
-        if nside is None:
-            raise ValueError("nside is required when cell_ids is given (the map may be at any resolution)")
-        nside = check_nside(nside)
-        ids = np.asarray(cell_ids)
-        if ids.ndim != 1 or ids.shape[0] != n:
-            raise ValueError(f"cell_ids must be 1-D with one id per cell of x ({n}), got shape {ids.shape}")
-        return nside, cell_ids
+    def _resolve(self, n, nside, cell_ids, nest, from_grid):
+        """The :class:`~foscat_core.scattering.edge.Domain` of maps of ``n`` cells: the grid of a
+        DataArray, the eval arguments or the operator's domain."""
+        if not from_grid and nside is None and cell_ids is None and self._own is not None:
+            if nest is not None and nest != self.nest:
+                raise ValueError(f"nest={nest} conflicts with the operator's domain (nest={self.nest}); pass "
+                                 "cell_ids and nside in that ordering")
+            dom = self._own
+        else:
+            nest = self.nest if nest is None else check_nest(nest)
+            if cell_ids is None:
+                dom = self._domain_of(edge.full_sky_nside(n, nside), None, nest)
+            else:
+                if nside is None:
+                    raise ValueError("nside is required when cell_ids is given (the map may be at any resolution)")
+                edge.check_ids_shape(cell_ids, n)
+                dom = self._domain_of(check_nside(nside), cell_ids, nest)
+            own = self._own
+            if own is not None and (own.nside, own.cells_hash) != (dom.nside, dom.cells_hash):
+                raise ValueError(f"x is on a domain (nside {dom.nside}, {dom.n_cells} cells) other than the "
+                                 f"operator's (nside {own.nside}, {own.n_cells} cells)")
+        if dom.n_cells != n:
+            raise ValueError(f"x must have {dom.n_cells} cells on its last axis (the operator's domain), got {n}")
+        return dom
 
-    def _mask(self, mask, n):
-        bk = self._bk
-        m = bk.to_numpy(mask) if bk.is_native(mask) else np.asarray(mask)
-        if m.dtype == bool:
-            m = m.astype(np.float64)
-        if not np.issubdtype(m.dtype, np.number) or np.iscomplexobj(m):
-            raise TypeError(f"mask must hold real numbers, got dtype {m.dtype}")
-        m = m.astype(np.float64)
-        if m.ndim == 1:
-            m = m[None, :]
-        if m.ndim != 2 or m.shape[1] != n:
-            raise ValueError(f"mask must have shape (M, {n}) or ({n},) to match x, got shape {np.shape(mask)}")
-        if not np.all(np.isfinite(m)) or np.any(m < 0):
-            raise ValueError("mask must hold finite non-negative weights")
-        if np.any(m.sum(axis=1) <= 0):
-            raise ValueError("mask: every row needs a positive sum (a row of zeros selects no cell)")
-        return m
+    def _gather(self, v, dom):
+        """A native (B, N) map put in NESTED order when its domain asks for it."""
+        if dom.gather is None:
+            return v
+        if dom.native_gather is None or dom.native_gather[0] is not self._bk:
+            dom.native_gather = (self._bk, self._bk.index_array(dom.gather))
+        return self._bk.take(v, dom.native_gather[1], axis=1)
 
     # --- the operator ---------------------------------------------------------------------
-    def eval(self, x, y=None, mask=None, norm=None, cell_ids=None, nside=None, Jmax=None):
+    def eval(self, x, y=None, mask=None, norm=None, cell_ids=None, nside=None, Jmax=None, nest=None):
         """Scattering covariance of ``x`` (auto) or of ``x`` and ``y`` (cross).
 
         Parameters
         ----------
-        x : array, shape (B, N) or (N,)
-            Maps in NESTED order (a 1-D map is a batch of one, B = 1): a full sky (nside inferred
-            from N unless given) or the cells ``cell_ids`` at ``nside``. Host data is converted to
-            ``all_type``; a framework tensor must already be of the operator's backend and dtype
-            (gradients flow through it).
+        x : array, shape (B, N) or (N,), or xarray.DataArray
+            Maps in the ``nest`` ordering (a 1-D map is a batch of one, B = 1): a full sky (nside
+            inferred from N unless given), the cells ``cell_ids`` at ``nside``, or the operator's
+            domain. Host data is converted to ``all_type``; a framework tensor must already be of
+            the operator's backend and dtype (gradients flow through it). Every cell must be finite:
+            NaN or inf is a ``ValueError`` (give missing cells a finite value and weight 0 in
+            ``mask``). A DataArray (xdggs convention) brings its grid (nside, ``cell_ids``,
+            ordering), which must be the operator's domain when it has one; its cell dimension
+            moves last and its other dimensions, flattened in C order, are the batch.
         y : array, same shape as x, optional
-            Second map for the cross statistics (adds S3P).
+            Second map for the cross statistics (adds S3P); a DataArray must be on x's grid.
         mask : array, shape (M, N) or (N,), optional
-            Non-negative weights: every mean over cells is a weighted mean, one per mask row.
-            The mask follows the maps down the scales (mean ``down``).
+            Non-negative finite weights, cell axis like x's: every mean over cells is a weighted
+            mean, one per mask row. The mask follows the maps down the scales (mean ``down``).
+            A DataArray must be on x's grid (its other dimensions are the rows).
         norm : {None, "self", "auto"}
             Divide S3 by ``sqrt(S2[j2,k2] S2[j3,k3])`` and S4 by ``sqrt(S2[j1,k1] S2[j2,k2])``
             (for cross statistics, the S2 of the map each index belongs to: S3 uses y's for j2 and
@@ -190,29 +217,37 @@ class ScatteringCovariance:
             y's, detached) on the operator and every later ``"auto"`` call divides by that stored reference (its
             batch axis must be 1 or match); :meth:`clean_norm` forgets it.
         cell_ids : array_like of int, shape (N,), optional
-            NESTED ids of a regional map, any order; needs ``nside``. Scales coarser than the
-            first work on the parents present; at the domain border the stencil renormalises
-            over the in-domain neighbours.
+            Ids of a regional map in the ``nest`` ordering, any order; needs ``nside``. Scales
+            coarser than the first work on the parents present; at the domain border the stencil
+            renormalises over the in-domain neighbours.
         nside : int, optional
         Jmax : int, optional
             Number of scales; default: as many as the domain allows (down to nside 1, stopping
             before a level with fewer than 12 cells), minus ``JmaxDelta``, capped by ``nstep_max``.
+        nest : bool, optional
+            Ordering of ``cell_ids`` and of the cell axis (healpy's meaning); default: the
+            operator's. The statistics of a RING map equal those of the same map in NESTED order.
 
         Returns
         -------
         ScatteringStatistics
-            See its docstring for every coefficient's shape; ``M = 1`` without mask.
+            See its docstring for every coefficient's shape; ``M = 1`` without mask. Its
+            ``settings`` record this call (domain, ordering, scales, norm, mask).
         """
         bk, xp = self._bk, self._bk.xp
         if norm not in NORMS:
             raise ValueError(f"norm must be one of None, 'self', 'auto', got {norm!r}")
-        x = self._maps(x, "x")
+        x, nside, cell_ids, nest, grid = edge.read_grid(x, nside, cell_ids, nest)
+        x = edge.maps(bk, x, "x", self.all_type)
         n = int(x.shape[1])
-        nside, cell_ids = self._domain(n, nside, cell_ids)
+        dom = self._resolve(n, nside, cell_ids, nest, grid is not None)
+        nside, cell_ids = dom.nside, dom.cell_ids
+        x = self._gather(x, dom)
         if y is not None:
-            y = self._maps(y, "y")
-            if tuple(y.shape) != tuple(x.shape):
-                raise ValueError(f"y must have the shape of x {tuple(x.shape)}, got {tuple(y.shape)}")
+            y = edge.maps(bk, edge.companion_values(y, "y", dom), "y", self.all_type)
+            if tuple(y.shape) != (int(x.shape[0]), n):
+                raise ValueError(f"y must have the shape of x {(int(x.shape[0]), n)}, got {tuple(y.shape)}")
+            y = self._gather(y, dom)
         default_j, allowed = self.max_scales(nside, cell_ids)
         if Jmax is None:
             n_scales = default_j
@@ -229,9 +264,13 @@ class ScatteringCovariance:
                     w = bk.asarray(np.full((1, lv.n_cells), 1.0 / lv.n_cells), dtype=self.all_type)
                     lv.uniform_weight = (bk.name, w)
                 weights.append(lv.uniform_weight[1])
+            mask_rows, mask_hash = 0, None
         else:
-            host = mask_pyramid(self._mask(mask, n), levels)
-            weights = [bk.asarray(w, dtype=self.all_type) for w in host]
+            m = edge.host_mask(bk, edge.companion_values(mask, "mask", dom), n)
+            if dom.gather is not None:
+                m = m[:, dom.gather]
+            mask_rows, mask_hash = m.shape[0], hash_array(m if dom.canonical is None else m[:, dom.canonical])
+            weights = [bk.asarray(w, dtype=self.all_type) for w in mask_pyramid(m, levels)]
 
         n_fields = 1 if y is None else 2
         z = x if y is None else xp.concat([x, y], axis=0)
@@ -259,8 +298,10 @@ class ScatteringCovariance:
         if s3p is not None:
             coeffs["S3P"] = _pair(xp, s3p)
         coeffs["S4"] = _pair(xp, s4)
+        settings = OperatorSettings(nside, dom.n_cells, dom.cells_hash, dom.nest, self.KERNELSZ, self.NORIENT,
+                                    self.LAMBDA, self.gauge_type, n_scales, norm, y is not None, mask_rows, mask_hash)
         return ScatteringStatistics(coeffs, complex_names, self.backend, j2_j3, j1_j2_j3, cross=y is not None,
-                                    norm=norm)
+                                    norm=norm, settings=settings)
 
     def _auto_reference(self, s2x, s2y):
         bk = self._bk

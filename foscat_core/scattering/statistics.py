@@ -4,6 +4,7 @@ Complex coefficients are stored as real backend arrays with a trailing axis of s
 (``[..., 0]`` real part, ``[..., 1]`` imaginary part), identically on every backend.
 """
 
+import json
 import numbers
 import os
 
@@ -13,9 +14,11 @@ from foscat_core._files import atomic_write
 from foscat_core.backends import resolve_backend
 
 from .compat import BackendCompat, power, raw_backend
+from .settings import OperatorSettings, differences
 
 ORDER = ("S0", "S1", "S2", "S3", "S3P", "S4")
-_FORMAT = "foscat_core.scattering/1"
+_FORMAT = "foscat_core.scattering/2"
+_OLD_FORMATS = ("foscat_core.scattering/1",)  # no settings: loaded with unknown settings
 
 
 class ScatteringStatistics:
@@ -39,6 +42,13 @@ class ScatteringStatistics:
 
     Arithmetic (``+ - * /`` with another statistics object of the same layout or with a scalar)
     follows complex arithmetic (a scalar added to a complex coefficient goes to its real part).
+    Two statistics objects combine only when they come from the same operator settings (nside,
+    KERNELSZ, NORIENT, LAMBDA, gauge, Jmax, norm, auto/cross; see
+    :mod:`foscat_core.scattering.settings`) and have the same shapes, except that a batch of one
+    (a reference such as ``mean_batch()``) meets a batch of any size; otherwise a ``ValueError``
+    names what differs. Domain, ordering and mask may differ: comparing the statistics of one
+    region or weighting with another's is what they are for. NumPy statistics join a framework's
+    (taking its dtype).
     ``stat ** p`` is ``|z| ** p`` for a complex coefficient (so ``(s - ref) ** 2`` is the real
     ``|s - ref|**2`` a loss needs) and ``x ** p`` for a real one.
 
@@ -61,6 +71,10 @@ class ScatteringStatistics:
         True for cross statistics of two maps.
     norm : {None, "self", "auto"}
         The normalisation the coefficients were computed with (recorded, not applied).
+    settings : OperatorSettings or dict, optional
+        The operator settings of the call that made them (``eval`` fills it in). ``None``:
+        unknown (statistics built by hand, or read from a file written before settings were
+        saved); such statistics combine with each other but not with ones of known settings.
 
     Attributes
     ----------
@@ -69,6 +83,9 @@ class ScatteringStatistics:
     j1_j2_j3 : ndarray of int64, shape (n_s4, 3)
     cross : bool
     norm : {None, "self", "auto"}
+    settings : dict or None
+        The operator settings (see :class:`~foscat_core.scattering.settings.OperatorSettings`)
+        plus the current ``backend`` name and ``dtype``; ``None`` when unknown.
 
     Examples
     --------
@@ -86,6 +103,12 @@ class ScatteringStatistics:
     0.0
     >>> float(((stat - stat.mean_batch()) ** 2).reduce_mean()) >= 0
     True
+    >>> stat.settings["Jmax"], stat.settings["NORIENT"], stat.settings["backend"]
+    (2, 2, 'numpy')
+    >>> stat - op.eval(np.zeros(48), Jmax=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: statistics of different operator settings cannot be combined: Jmax: 2 vs 1
 
     Built by hand from some coefficients:
 
@@ -94,7 +117,7 @@ class ScatteringStatistics:
     (('S0', 'S1'), (2, 1, 2, 2))
     """
 
-    def __init__(self, coeffs, complex_names, backend, j2_j3, j1_j2_j3, cross=False, norm=None):
+    def __init__(self, coeffs, complex_names, backend, j2_j3, j1_j2_j3, cross=False, norm=None, settings=None):
         self._c = {name: coeffs[name] for name in ORDER if name in coeffs}
         self._complex = frozenset(n for n in complex_names if n in self._c)
         self.backend = backend if isinstance(backend, BackendCompat) else BackendCompat(resolve_backend(backend))
@@ -102,6 +125,17 @@ class ScatteringStatistics:
         self.j1_j2_j3 = np.asarray(j1_j2_j3, dtype=np.int64)
         self.cross = bool(cross)
         self.norm = norm
+        if isinstance(settings, dict):
+            settings = OperatorSettings.from_dict({k: v for k, v in settings.items() if k not in ("backend", "dtype")})
+        if settings is not None and not isinstance(settings, OperatorSettings):
+            raise TypeError(f"settings must be an OperatorSettings, a dict or None, got {type(settings).__name__}")
+        self._settings = settings
+
+    @property
+    def settings(self):
+        if self._settings is None:
+            return None
+        return dict(self._settings.as_dict(), backend=self.backend.name, dtype=self.dtype)
 
     # --- access ---------------------------------------------------------------------------
     @property
@@ -131,14 +165,15 @@ class ScatteringStatistics:
 
     def _new(self, coeffs, complex_names):
         return ScatteringStatistics(coeffs, complex_names, self.backend, self.j2_j3, self.j1_j2_j3, self.cross,
-                                    self.norm)
+                                    self.norm, self._settings)
 
     def to_backend(self, backend, dtype=None):
         """A copy on ``backend`` (through host memory: any autograd graph is cut), in ``dtype``
         (``"float32"``/``"float64"``; default: the dtype it has)."""
         bk = backend if isinstance(backend, BackendCompat) else BackendCompat(resolve_backend(backend))
         coeffs = {n: bk.raw.asarray(self.backend.to_numpy(a), dtype=dtype) for n, a in self._c.items()}
-        return ScatteringStatistics(coeffs, self._complex, bk, self.j2_j3, self.j1_j2_j3, self.cross, self.norm)
+        return ScatteringStatistics(coeffs, self._complex, bk, self.j2_j3, self.j1_j2_j3, self.cross, self.norm,
+                                    self._settings)
 
     @property
     def dtype(self):
@@ -155,6 +190,7 @@ class ScatteringStatistics:
         if isinstance(other, ScatteringStatistics):
             if other.names != self.names:
                 raise ValueError(f"statistics hold different coefficients: {self.names} vs {other.names}")
+            self._check_compatible(other)
             if other.backend.name != self.backend.name:
                 # Host (NumPy) statistics join a framework's: they carry no graph to lose.
                 # They take the framework side's dtype (a float64 host reference meets a float32
@@ -182,6 +218,25 @@ class ScatteringStatistics:
             a, ac = self._c[n], n in self._complex
             out[n] = _apply(xp, op, other, False, a, ac)[0] if reflected else _apply(xp, op, a, ac, other, False)[0]
         return self._new(out, self._complex)
+
+    def _check_compatible(self, other):
+        """ValueError naming what differs: checked settings, then shapes (a batch of 1 broadcasts)."""
+        a, b = self._settings, other._settings
+        if a is not b:
+            if (a is None) != (b is None):
+                raise ValueError("statistics of unknown operator settings (built by hand or read from an old file) "
+                                 "cannot be combined with statistics of known settings; recompute them with eval(), "
+                                 "or pass settings= when building them")
+            diff = differences(a, b)
+            if diff:
+                raise ValueError(f"statistics of different operator settings cannot be combined: {'; '.join(diff)}")
+        for n, u in self._c.items():
+            v = other._c[n]
+            su = tuple(u.shape)[:-1] if n in self._complex else tuple(u.shape)
+            sv = tuple(v.shape)[:-1] if n in other._complex else tuple(v.shape)
+            if len(su) != len(sv) or not all(_dims_match(p, q, i == 0) for i, (p, q) in enumerate(zip(su, sv))):
+                raise ValueError(f"statistics of different shapes cannot be combined: {n} {su} vs {sv} "
+                                 "(only a batch of 1 meets a batch of another size)")
 
     def __add__(self, other):
         return self._binary(other, "add")
@@ -276,26 +331,54 @@ class ScatteringStatistics:
         return out
 
     def save(self, path):
-        """Write an ``.npz`` file atomically (temporary file in the same folder, then ``os.replace``)."""
+        """Write an ``.npz`` file atomically (temporary file in the same folder, then ``os.replace``),
+        with the operator settings, the backend name and the dtype (see :meth:`load`)."""
         path = os.fspath(path)
         arrays = {f"coef_{n}": self.backend.to_numpy(a) for n, a in self._c.items()}
+        settings = None if self._settings is None else self._settings.as_dict()
         arrays.update(format=np.array(_FORMAT), complex=np.array(sorted(self._complex), dtype="U8"),
                       j2_j3=self.j2_j3, j1_j2_j3=self.j1_j2_j3, cross=np.array(self.cross),
-                      norm=np.array("" if self.norm is None else self.norm))
+                      norm=np.array("" if self.norm is None else self.norm), backend=np.array(self.backend.name),
+                      settings=np.array(json.dumps(settings)))
         with atomic_write(path, suffix=".npz") as fh:
             np.savez(fh, **arrays)
 
     @classmethod
     def load(cls, path, backend=None):
-        """Read a file written by :meth:`save` onto ``backend`` (default: the default backend)."""
-        bk = BackendCompat(resolve_backend(backend))
+        """Read a file written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+        backend : str or Backend, optional
+            Where the coefficients go; default: the backend they were saved from (the default
+            backend for files of the first format, which did not record it). They keep their dtype.
+
+        Returns
+        -------
+        ScatteringStatistics
+            With the saved operator settings; a file of the first format (no settings) gives
+            statistics of unknown settings, which combine only with statistics of unknown settings.
+        """
         with np.load(os.fspath(path), allow_pickle=False) as data:
-            if "format" not in data or str(data["format"]) != _FORMAT:
+            fmt = str(data["format"]) if "format" in data else None
+            if fmt != _FORMAT and fmt not in _OLD_FORMATS:
                 raise ValueError(f"path: {path!r} is not a scattering statistics file written by save()")
+            settings = None
+            if fmt == _FORMAT:
+                if backend is None:
+                    backend = str(data["backend"])
+                settings = json.loads(str(data["settings"]))
+            bk = BackendCompat(resolve_backend(backend))
             coeffs = {n: bk.asarray(data[f"coef_{n}"]) for n in ORDER if f"coef_{n}" in data}
             norm = str(data["norm"]) or None
             return cls(coeffs, [str(n) for n in data["complex"]], bk, data["j2_j3"], data["j1_j2_j3"],
-                       bool(data["cross"]), norm)
+                       bool(data["cross"]), norm, settings)
+
+
+def _dims_match(p, q, batch):
+    """Equal sizes, or a batch axis of 1 against any; ``None`` (unknown inside a traced graph) matches."""
+    return p == q or p is None or q is None or (batch and 1 in (p, q))
 
 
 def _is_scalar(v):

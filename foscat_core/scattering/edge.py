@@ -1,0 +1,174 @@
+"""The scattering operator's edge: users' maps (NumPy, tensors, xarray DataArrays; NESTED or RING;
+full sky or regional) become the ``(B, N)`` backend maps, host mask and NESTED domain the scale
+loop works on.
+
+A full sky in any ordering or cell order is gathered into NESTED order (statistics are averages
+over cells, so the order of the cell axis does not change them; the full-sky path is the fast one);
+a regional map keeps its order and its ids become NESTED ids.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from foscat_core._arrays import as_backend_array
+from foscat_core._validation import check_nside
+from foscat_core.ordering import nested_cell_ids
+from foscat_core.xarray_io import cells_last, grid_of, is_dataarray, resolve_grid
+
+from .settings import hash_array
+
+FILL_HINT = ("give those cells any finite value and weight 0 with mask= (e.g. mask=np.isfinite(x)), or fill them "
+             "first (Synthesis.run(..., grd_mask=...) with a masked loss)")
+
+
+@dataclass
+class Domain:
+    """A resolved domain: what the core needs and what the statistics record.
+
+    Attributes
+    ----------
+    nside : int
+    cell_ids : ndarray of int64, shape (N,), or None
+        NESTED ids for the core, in the order of the (gathered) cell axis; None = NESTED full sky.
+    gather : ndarray of int64, shape (N,), or None
+        Positions that put the user's cell axis in NESTED order (full skies given otherwise).
+    canonical : ndarray of int64, shape (N,), or None
+        Positions that sort a regional cell axis by NESTED id (to hash masks order-free).
+    n_cells : int
+    cells_hash : str
+    nest : bool
+    user_ids : ndarray of int64, shape (N,), or None
+        The ids as the user gave them (None = full sky in natural order).
+    """
+
+    nside: int
+    cell_ids: object
+    gather: object
+    canonical: object
+    n_cells: int
+    cells_hash: str
+    nest: bool
+    user_ids: object
+    native_gather: object = None
+
+
+def build_domain(nside, user_ids, nest):
+    """The :class:`Domain` of ``user_ids`` (in the ``nest`` ordering; None = full sky) at ``nside``."""
+    npix = 12 * nside * nside
+    if user_ids is None:
+        if nest:
+            return Domain(nside, None, None, None, npix, "full", True, None)
+        import healpy as hp
+
+        gather = np.asarray(hp.nest2ring(nside, np.arange(npix, dtype=np.int64)), dtype=np.int64)
+        return Domain(nside, None, gather, None, npix, "full", False, None)
+    nested = nested_cell_ids(nside, user_ids, nest)
+    order = np.argsort(nested, kind="stable")
+    user = np.asarray(user_ids, dtype=np.int64)
+    if nested.size == npix:  # every cell: gather into NESTED order, the full-sky path
+        natural = bool(np.all(order == np.arange(npix)))
+        return Domain(nside, None, None if natural else order, None, npix, "full", nest, user)
+    return Domain(nside, nested, None, order, int(nested.size), hash_array(nested[order]), nest, user)
+
+
+def dataarray_values(da, grid):
+    """``(values (B, N) host array, grid)`` of a DataArray: the cell dim moved last, the other dims
+    flattened (C order) into the batch."""
+    values, _ = cells_last(da, grid.cell_dim)
+    return values.reshape(-1, values.shape[-1]) if values.ndim != 1 else values[None, :]
+
+
+def read_grid(x, nside, cell_ids, nest):
+    """``(x as host values or as given, nside, cell_ids, nest, grid or None)`` for the map ``x``."""
+    if not is_dataarray(x):
+        return x, nside, cell_ids, nest, None
+    grid = resolve_grid(x, nside=nside, cell_ids=cell_ids, nest=nest, name="x")
+    return dataarray_values(x, grid), grid.nside, grid.cell_ids, grid.nest, grid
+
+
+def companion_values(v, name, domain):
+    """A DataArray ``y`` or ``mask`` as host values, after checking its grid is ``domain``'s."""
+    if not is_dataarray(v):
+        return v
+    grid = grid_of(v, name)
+    ids = np.arange(12 * domain.nside ** 2, dtype=np.int64) if domain.user_ids is None else domain.user_ids
+    if grid.nside != domain.nside or grid.nest != domain.nest or not np.array_equal(grid.cell_ids, ids):
+        raise ValueError(f"{name}'s grid (nside {grid.nside}, nest={grid.nest}, {grid.cell_ids.size} cells) must be "
+                         f"x's (nside {domain.nside}, nest={domain.nest}, {ids.size} cells, the same ids in the "
+                         "same order)")
+    return dataarray_values(v, grid)
+
+
+def maps(bk, v, name, dtype):
+    """``v`` as a native ``(B, N)`` array of ``dtype``, checked finite."""
+    v = as_backend_array(bk, v, name, dtype)
+    if len(v.shape) == 1:
+        v = bk.xp.reshape(v, (1, int(v.shape[0])))
+    elif len(v.shape) != 2:
+        raise ValueError(f"{name} must have shape (N,) or (B, N), got shape {tuple(v.shape)}")
+    check_finite(bk, v, name)
+    return v
+
+
+def check_finite(bk, v, name):
+    """ValueError counting the NaN/inf cells of a native ``(B, N)`` map (one reduction when there are none).
+
+    Inside a TensorFlow graph being traced the values cannot be read: the check is left to the
+    eager call that precedes any trace of the same loss.
+    """
+    try:
+        total = float(bk.to_numpy(bk.xp.sum(v - v)))  # 0 for finite maps, NaN as soon as one cell is not
+    except AttributeError:  # a symbolic tensor has no values yet
+        return
+    if total == total:
+        return
+    bad = ~np.isfinite(bk.to_numpy(v))
+    rows = int(np.count_nonzero(bad.any(axis=1)))
+    raise ValueError(f"{name} has {int(bad.sum())} missing (NaN or infinite) cells of {bad.size} (in {rows} of "
+                     f"{bad.shape[0]} maps); scattering statistics need finite maps: {FILL_HINT}")
+
+
+def host_mask(bk, mask, n):
+    """A mask as a host float64 ``(M, N)`` array of finite non-negative weights, rows with a positive sum."""
+    m = bk.to_numpy(mask) if bk.is_native(mask) else np.asarray(mask)
+    if m.dtype == bool:
+        m = m.astype(np.float64)
+    if not np.issubdtype(m.dtype, np.number) or np.iscomplexobj(m):
+        raise TypeError(f"mask must hold real numbers, got dtype {m.dtype}")
+    m = m.astype(np.float64)
+    if m.ndim == 1:
+        m = m[None, :]
+    if m.ndim != 2 or m.shape[1] != n:
+        raise ValueError(f"mask must have shape (M, {n}) or ({n},) to match x, got shape {np.shape(mask)}")
+    finite = np.isfinite(m)
+    if not finite.all():
+        raise ValueError(f"mask has {int((~finite).sum())} NaN or infinite weights: a mask holds finite "
+                         "non-negative weights (0 where a cell must not count)")
+    if np.any(m < 0):
+        raise ValueError("mask must hold finite non-negative weights, got negative values")
+    if np.any(m.sum(axis=1) <= 0):
+        raise ValueError("mask: every row needs a positive sum (a row of zeros selects no cell)")
+    return m
+
+
+def full_sky_nside(n, nside):
+    """The nside of a full-sky map of ``n`` cells (``nside`` given or inferred)."""
+    if nside is None:
+        ns = int(round(np.sqrt(n / 12.0)))
+        if 12 * ns * ns != n or ns < 1 or ns & (ns - 1):
+            raise ValueError(f"x: {n} cells is not a full HEALPix sky (12 * nside**2 with nside a power "
+                             "of two); pass cell_ids and nside for a regional map")
+        return ns
+    nside = check_nside(nside)
+    if n != 12 * nside * nside:
+        raise ValueError(f"x must have 12 * nside**2 = {12 * nside * nside} cells on its last axis for a full "
+                         f"sky at nside={nside}, got {n}; pass cell_ids for a regional map")
+    return nside
+
+
+def check_ids_shape(cell_ids, n):
+    ids = np.asarray(cell_ids)
+    if ids.ndim != 1 or ids.shape[0] != n:
+        raise ValueError(f"cell_ids must be 1-D with one id per cell of x ({n}), got shape {ids.shape}")
+
