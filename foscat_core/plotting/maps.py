@@ -4,6 +4,9 @@ import numpy as np
 import healpy as hp
 import matplotlib
 
+from foscat_core.ordering import nested_cell_ids
+from foscat_core.xarray_io import cells_last, is_dataarray, resolve_grid
+
 from ._common import finish, new_figure, to_host
 from .raster import DEFAULT_XSIZE, choose_view, grid_for, mollweide_forward, prepare_domain, prepare_field, \
     rasterise
@@ -70,14 +73,36 @@ def _draw(ax, field, view, grid, cmap, vmin, vmax, graticule):
     return im
 
 
+def _edge(maps, nside, cell_ids, nest, name):
+    """Maps (NumPy) and the NESTED ids of their cell axis from the user's grid arguments or DataArrays.
+
+    A RING map (``nest=False``) is drawn as the NESTED domain ``ring2nest(ids)`` in the user's order.
+    """
+    if not any(is_dataarray(m) for m in maps):
+        if nside is None:
+            raise TypeError("nside is required (it is optional only for xarray.DataArray maps)")
+        return list(maps), nside, nested_cell_ids(nside, cell_ids, True if nest is None else nest)
+    out, grid = [], None
+    for i, m in enumerate(maps):
+        label = name if len(maps) == 1 else f"{name}[{i}]"
+        if not is_dataarray(m):
+            raise TypeError(f"{label} must be an xarray.DataArray like the other maps, got {type(m).__name__}")
+        g = resolve_grid(m, nside, cell_ids, nest, label)
+        if grid is not None and (g.nside != grid.nside or not np.array_equal(g.nested_ids, grid.nested_ids)):
+            raise ValueError(f"{label} is not on the same cells, in the same order, as {name}[0]")
+        grid = grid or g
+        out.append(cells_last(m, g.cell_dim)[0])
+    return out, grid.nside, grid.nested_ids
+
+
 def _figsize(view, nrows=1, ncols=1):
     w, h = (6.4, 3.8) if view.projection == "mollweide" else (5.0, 4.6)
     return (w * ncols, h * nrows)
 
 
-def show_map(values, nside, cell_ids=None, *, projection="auto", title=None, cmap="viridis", vmin=None,
+def show_map(values, nside=None, cell_ids=None, *, nest=None, projection="auto", title=None, cmap="viridis", vmin=None,
              vmax=None, ax=None, colorbar=True, unit=None, xsize=None, graticule=True, show=False):
-    """Draw one HEALPix NESTED map (full sky or regional) by rasterising it into a matplotlib Axes.
+    """Draw one HEALPix map (full sky or regional) by rasterising it into a matplotlib Axes.
 
     Every image pixel is mapped back to the sphere and takes the value of the HEALPix cell it
     falls in; pixels with no cell of the map (outside a regional domain, outside the Mollweide
@@ -87,13 +112,18 @@ def show_map(values, nside, cell_ids=None, *, projection="auto", title=None, cma
 
     Parameters
     ----------
-    values : array or tensor, shape (N_cells,)
-        The map: a NumPy array, torch tensor or TensorFlow tensor (copied to the host).
-        ``N_cells = 12 * nside**2`` for a full sky, else ``len(cell_ids)``.
+    values : array, tensor or xarray.DataArray, shape (N_cells,)
+        The map: a NumPy array, torch tensor or TensorFlow tensor (copied to the host), or a
+        DataArray in the xdggs convention, whose ``cell_ids`` coordinate gives ``nside``,
+        ``cell_ids`` and ``nest`` (any given must agree). ``N_cells = 12 * nside**2`` for a
+        full sky, else ``len(cell_ids)``.
     nside : int
-        HEALPix resolution, a power of two.
+        HEALPix resolution, a power of two; optional for a DataArray.
     cell_ids : array_like of int, shape (N_cells,), optional
-        NESTED ids of a regional map, any order (``values[i]`` belongs to ``cell_ids[i]``).
+        Ids of a regional map in the ``nest`` ordering, any order (``values[i]`` belongs to
+        ``cell_ids[i]``).
+    nest : bool, optional
+        healpy's meaning: True (the default) for NESTED ids and cell axis, False for RING.
     projection : {"auto", "mollweide", "gnomonic"}
         ``"auto"``: Mollweide for a full sky or a region spreading more than 60 degrees from its
         centre, else a gnomonic zoom centred on the region (centre: normalised mean of the cell
@@ -127,7 +157,10 @@ def show_map(values, nside, cell_ids=None, *, projection="auto", title=None, cma
     >>> fig = plot.show_map(z, nside=8, title="z", unit="cos theta")
     >>> ids = np.arange(64)                                         # a regional patch
     >>> fig = plot.show_map(np.random.default_rng(0).normal(size=64), 8, ids)  # gnomonic zoom
+    >>> z_ring = hp.reorder(z, n2r=True)                            # the same map in RING order
+    >>> fig = plot.show_map(z_ring, nside=8, nest=False)
     """
+    (values,), nside, cell_ids = _edge([values], nside, cell_ids, nest, "values")
     domain = prepare_domain(nside, cell_ids)
     field = prepare_field(values, domain)
     view = choose_view(domain, projection)
@@ -150,7 +183,15 @@ def show_map(values, nside, cell_ids=None, *, projection="auto", title=None, cma
 
 
 def _split_maps(maps):
+    if is_dataarray(maps):  # one panel per entry of the dim that is not the cell dim
+        if maps.ndim != 2:
+            raise ValueError(f"maps as a DataArray must have 2 dims (one of them the cell dim), got dims {maps.dims}")
+        cell_dim = resolve_grid(maps, name="maps").cell_dim
+        other = next(d for d in maps.dims if d != cell_dim)
+        return [maps.isel({other: i}) for i in range(maps.sizes[other])]
     if isinstance(maps, (list, tuple)):
+        if any(is_dataarray(m) for m in maps):
+            return list(maps)
         if len(maps) == 0:
             raise ValueError("maps must hold at least one map, got an empty sequence")
         return [to_host(m, f"maps[{i}]") for i, m in enumerate(maps)]
@@ -161,7 +202,7 @@ def _split_maps(maps):
     return list(arr)
 
 
-def show_maps(maps, nside, cell_ids=None, *, titles=None, ncols=None, shared_scale=True, projection="auto",
+def show_maps(maps, nside=None, cell_ids=None, *, nest=None, titles=None, ncols=None, shared_scale=True, projection="auto",
               cmap="viridis", vmin=None, vmax=None, suptitle=None, unit=None, xsize=None, graticule=True,
               show=False):
     """Several maps of one domain side by side (e.g. input / truth / prediction / residual).
@@ -169,9 +210,14 @@ def show_maps(maps, nside, cell_ids=None, *, titles=None, ncols=None, shared_sca
     Parameters
     ----------
     maps : sequence of arrays or tensors of shape (N_cells,), or array of shape (M, N_cells)
+        DataArrays too (see :func:`show_map`): a sequence of maps on the same cells, or one
+        DataArray with the cell dim and one more (a panel per entry).
     nside : int
+        Optional for DataArrays.
     cell_ids : array_like of int, shape (N_cells,), optional
         Shared by every map (see :func:`show_map`).
+    nest : bool, optional
+        True (the default) for NESTED, False for RING ids and cell axis.
     titles : sequence of str, length M, optional
     ncols : int, optional
         Panels per row; default ``min(M, 2)`` for Mollweide panels, ``min(M, 4)`` for gnomonic ones.
@@ -197,7 +243,7 @@ def show_maps(maps, nside, cell_ids=None, *, titles=None, ncols=None, shared_sca
     >>> len(fig.axes[0].images)
     1
     """
-    arrays = _split_maps(maps)
+    arrays, nside, cell_ids = _edge(_split_maps(maps), nside, cell_ids, nest, "maps")
     domain = prepare_domain(nside, cell_ids)
     fields = [prepare_field(a, domain, name=f"maps[{i}]") for i, a in enumerate(arrays)]
     if titles is not None:
