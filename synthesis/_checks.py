@@ -5,6 +5,7 @@ import numbers
 import numpy as np
 
 from foscat_core.backends import backend_of
+from foscat_core.xarray_io import cells_last, grid_of, is_dataarray, like
 
 
 def host_array(x, name):
@@ -67,3 +68,29 @@ def free_entries(shape, grd_mask, idx_grd):
     if free.size == 0:
         raise ValueError("grd_mask / idx_grd leave no entry of in_x free to move")
     return free, weight[free]
+
+
+def dataarray_start(in_x, grd_mask):
+    """A DataArray start as NumPy with its cell dim last, and how to wrap the answer back.
+
+    Returns ``(x0, grd_mask, wrap)``: ``wrap(result)`` gives a DataArray with ``in_x``'s dims,
+    coordinates and attributes (``None`` when ``in_x`` is no DataArray). ``grd_mask`` given as a
+    DataArray is aligned by dim names, as NumPy it follows ``in_x``'s dims.
+    """
+    if not is_dataarray(in_x):
+        if is_dataarray(grd_mask):
+            raise TypeError("grd_mask is a DataArray but in_x is not: pass both as DataArrays or both as arrays")
+        return in_x, grd_mask, None
+    cell_dim = grid_of(in_x, "in_x").cell_dim
+    x0, dims = cells_last(in_x, cell_dim)
+    if is_dataarray(grd_mask):
+        if set(grd_mask.dims) != set(in_x.dims):
+            raise ValueError(f"grd_mask must have in_x's dims {in_x.dims}, got {grd_mask.dims}")
+        grd_mask = np.asarray(grd_mask.transpose(*dims).values)
+    elif grd_mask is not None:
+        grd_mask = host_array(grd_mask, "grd_mask")
+        if grd_mask.shape != tuple(in_x.shape):
+            raise ValueError(f"grd_mask must have the shape of in_x {tuple(in_x.shape)} (dims {in_x.dims}), "
+                             f"got {grd_mask.shape}")
+        grd_mask = np.moveaxis(grd_mask, in_x.dims.index(cell_dim), -1)
+    return x0, grd_mask, lambda result: like(in_x, result, cell_dim, dims=dims)

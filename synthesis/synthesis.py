@@ -7,7 +7,7 @@ import numpy as np
 import scipy.optimize
 from tqdm.auto import tqdm
 
-from ._checks import free_entries, host_array, positive_float, positive_int
+from ._checks import dataarray_start, free_entries, host_array, positive_float, positive_int
 from .loss import Loss
 
 SYNTHESIS_BACKENDS = ("torch", "tensorflow")
@@ -186,9 +186,11 @@ class Synthesis:
 
         Parameters
         ----------
-        in_x : array_like, shape (N,) or (B, C, N) or any shape the losses expect
+        in_x : array_like or xarray.DataArray, shape (N,) or (B, C, N) or any shape the losses expect
             Starting map (NumPy data or a tensor; finite real numbers). The losses receive a
-            backend tensor of this shape.
+            backend tensor of this shape. A DataArray (xdggs convention, a ``cell_ids``
+            coordinate) is handed to the losses, ``grd_mask`` and ``KEEP_TRACK`` with its cell
+            dim moved last, and the answer comes back as a DataArray like it.
         NUM_EPOCHS : int
             Maximum L-BFGS-B iterations per restart (it may stop earlier on ``factr``).
         EVAL_FREQUENCY : int
@@ -205,7 +207,7 @@ class Synthesis:
         batchsz, totalsz : int
             Accepted for compatibility with the reference library's signature and checked to be
             positive; batches are driven by :class:`Loss` (``batch`` / ``batch_update``).
-        grd_mask : array_like, shape of ``in_x``, optional
+        grd_mask : array_like or xarray.DataArray, shape of ``in_x``, optional
             Multiplies the gradient (typically 0/1): entries where it is 0 are frozen and come
             back exactly as in ``in_x``.
         idx_grd : array_like of int, shape (M,), optional
@@ -229,8 +231,9 @@ class Synthesis:
 
         Returns
         -------
-        numpy.ndarray, shape of ``in_x``
-            The synthesised map, in ``in_x``'s floating dtype (float64 for integer input). A
+        numpy.ndarray or xarray.DataArray, shape of ``in_x``
+            The synthesised map, in ``in_x``'s floating dtype (float64 for integer input); a
+            DataArray with ``in_x``'s dims, coordinates and attributes for a DataArray ``in_x``. A
             ``KeyboardInterrupt`` (Ctrl-C) during the optimisation stops it and returns the last
             accepted map.
 
@@ -241,6 +244,7 @@ class Synthesis:
             returns something other than a backend scalar, a loss with no gradient, or a
             non-finite loss at the start.
         """
+        in_x, grd_mask, wrap = dataarray_start(in_x, grd_mask)
         x0 = host_array(in_x, "in_x")
         NUM_EPOCHS = positive_int(NUM_EPOCHS, "NUM_EPOCHS")
         EVAL_FREQUENCY = positive_int(EVAL_FREQUENCY, "EVAL_FREQUENCY")
@@ -346,7 +350,8 @@ class Synthesis:
             bar.close()
             self.history = np.asarray(history, dtype=np.float64)
         out_dtype = x0.dtype if np.issubdtype(x0.dtype, np.floating) else np.float64
-        return full.reshape(shape).astype(out_dtype)
+        out = full.reshape(shape).astype(out_dtype)
+        return out if wrap is None else wrap(out)
 
     def get_history(self):
         """Loss of the latest :meth:`run`, float64 array: for each restart, the starting loss then one value
