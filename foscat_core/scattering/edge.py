@@ -118,7 +118,8 @@ def check_finite(bk, v, name):
     eager call that precedes any trace of the same loss.
     """
     try:
-        total = float(bk.to_numpy(bk.xp.sum(v - v)))  # 0 for finite maps, NaN as soon as one cell is not
+        with np.errstate(invalid="ignore"):  # inf - inf is the NaN looked for
+            total = float(bk.to_numpy(bk.xp.sum(v - v)))  # 0 for finite maps, NaN as soon as one cell is not
     except AttributeError:  # a symbolic tensor has no values yet
         return
     if total == total:
