@@ -7,7 +7,7 @@ import pytest
 import foscat_core as fc
 from foscat_core.ordering import nested_cell_ids, user_cell_ids
 
-from conftest import assert_close, to_numpy
+from conftest import assert_close
 
 NSIDE = 8
 NPIX = 12 * NSIDE * NSIDE
