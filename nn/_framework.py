@@ -118,6 +118,13 @@ class TorchFramework(_Picklable):
     def gelu(self, x):
         return self.torch.nn.functional.gelu(x)
 
+    def assert_finite(self, x, message):
+        """``x``, or a ``ValueError(message)`` if any value is NaN or infinite (a "meta" tensor
+        holds no values to check)."""
+        if x.device.type != "meta" and not bool(self.torch.isfinite(x).all()):
+            raise ValueError(message)
+        return x
+
     def no_grad(self):
         return self.torch.no_grad()
 
@@ -190,6 +197,16 @@ class TensorflowFramework(_Picklable):
         # The erf form: tf.nn.gelu is only accurate to ~5e-9 in float64.
         return 0.5 * x * (1.0 + self.tf.math.erf(x / math.sqrt(2.0)))
 
+    def assert_finite(self, x, message):
+        """``x``, or a ``ValueError(message)`` if any value is NaN or infinite; inside a
+        ``tf.function`` a graph check that fails at run time (``InvalidArgumentError``)."""
+        tf = self.tf
+        if tf.executing_eagerly():
+            if not bool(tf.reduce_all(tf.math.is_finite(x))):
+                raise ValueError(message)
+            return x
+        return tf.debugging.assert_all_finite(x, message)
+
     def no_grad(self):
         import contextlib
 
@@ -250,6 +267,12 @@ class NumpyFramework(_Picklable):
     def gelu(self, x):
         erf = np.vectorize(math.erf, otypes=[x.dtype])
         return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+    def assert_finite(self, x, message):
+        """``x``, or a ``ValueError(message)`` if any value is NaN or infinite."""
+        if not np.all(np.isfinite(x)):
+            raise ValueError(message)
+        return x
 
     def no_grad(self):
         import contextlib

@@ -19,8 +19,8 @@ class CNN(Network):
         Channels of each conv layer (its length is the depth).
     out_channels : int
     cell_ids : array_like of int, shape (N_cells,), optional
-        Regional domain (any order, kept); ``None`` = full sky.
-    KERNELSZ, gauge_type, G, task, final_activation, norm, device, dtype, backend, seed
+        Regional domain in the ``nest`` ordering (any order, kept); ``None`` = full sky.
+    KERNELSZ, gauge_type, G, task, final_activation, norm, device, dtype, backend, seed, nest, mask_missing
         As :class:`~foscat_core.nn.HealpixUNet`.
 
     Shapes: x (B, n_chan_in, N_cells) → (B, out_channels, N_cells).
@@ -35,18 +35,19 @@ class CNN(Network):
 
     def __init__(self, in_nside, n_chan_in, chanlist, out_channels=1, cell_ids=None, KERNELSZ=3, task="regression",
                  gauge_type="phi", G=1, final_activation=None, norm="batch", device=None, dtype="float32",
-                 backend=None, seed=0):
+                 backend=None, seed=0, nest=True, mask_missing=False):
         super().__init__(backend=backend, device=device)
         chanlist = check_chanlist(chanlist)
         config = dict(in_nside=in_nside, n_chan_in=n_chan_in, chanlist=chanlist, out_channels=out_channels,
                       KERNELSZ=KERNELSZ, task=task, gauge_type=gauge_type, G=G, final_activation=final_activation,
                       norm=norm, dtype=dtype, seed=seed)
-        self._init_network(config, in_nside, n_chan_in, cell_ids, out_channels, task, final_activation, dtype)
+        self._init_network(config, in_nside, n_chan_in, cell_ids, out_channels, task, final_activation, dtype,
+                           nest, mask_missing)
         check_kernel_size(KERNELSZ)
-        stencil = make_stencil(self.in_nside, self.cell_ids, KERNELSZ, gauge_type, G, self.backend, self.dtype)
+        stencil = make_stencil(self.in_nside, self.nested_ids, KERNELSZ, gauge_type, G, self.backend, self.dtype)
         self.n_gauges = g = stencil.n_gauges
         seeds = iter(np.random.SeedSequence(seed).generate_state(len(chanlist) + 1))
-        convs, norms, c_prev = [], [], n_chan_in
+        convs, norms, c_prev = [], [], self.first_layer_channels
         for c in chanlist:
             convs.append(SphericalConv(c_prev, c, stencil, seed=next(seeds)))
             norms.append(Norm(g * c, norm, backend=self.backend, dtype=self.dtype))

@@ -192,9 +192,10 @@ class GCNN(Network):
     chanlist : list of int
         ``[n_chan_in, c_1, ..., c_L]``: the input channels, then each layer's (at least 2 items).
     in_nside : int
-        nside of the input maps (NESTED).
+        nside of the input maps.
     cell_ids : array_like of int, shape (N_cells,), optional
-        NESTED ids of a regional domain, any order (outputs follow it); ``None`` = full sky.
+        Ids (in the ``nest`` ordering) of a regional domain, any order (outputs follow it);
+        ``None`` = full sky.
     global_pool : bool
         Average over cells before the head: output (B, nparam) instead of (B, nparam, N_cells).
     LAMBDA : float
@@ -213,6 +214,9 @@ class GCNN(Network):
     backend : str or Backend, optional
     seed : int
         Weight initialisation seed (the same network on every backend).
+    nest, mask_missing : bool
+        As :class:`~foscat_core.nn.HealpixUNet`; with ``mask_missing`` the first layer takes
+        ``2 * chanlist[0]`` channels (values and validity).
 
     Shapes: ``forward(x)`` with x (B, chanlist[0], N_cells) → (B, nparam, N_cells), or (B, nparam)
     with ``global_pool=True``. ``fit`` takes targets of the output's shape; ``predict`` returns it.
@@ -231,7 +235,8 @@ class GCNN(Network):
 
     def __init__(self, nparam=1, KERNELSZ=3, NORIENT=4, chanlist=(1, 16, 32, 16, 1), in_nside=64, cell_ids=None,
                  global_pool=False, LAMBDA=1.2, features="modulus", n_scales=1, task="regression",
-                 final_activation=None, device=None, dtype="float32", backend=None, seed=0):
+                 final_activation=None, device=None, dtype="float32", backend=None, seed=0, nest=True,
+                 mask_missing=False):
         super().__init__(backend=backend, device=device)
         chanlist = check_chanlist(chanlist)
         if len(chanlist) < 2:
@@ -245,14 +250,16 @@ class GCNN(Network):
         config = dict(nparam=nparam, KERNELSZ=KERNELSZ, NORIENT=NORIENT, chanlist=chanlist, in_nside=in_nside,
                       global_pool=bool(global_pool), LAMBDA=float(LAMBDA), features=features, n_scales=n_scales,
                       task=task, final_activation=final_activation, dtype=dtype, seed=seed)
-        self._init_network(config, in_nside, chanlist[0], cell_ids, nparam, task, final_activation, dtype)
+        self._init_network(config, in_nside, chanlist[0], cell_ids, nparam, task, final_activation, dtype, nest,
+                           mask_missing)
         self.nparam, self.chanlist, self.global_pool = nparam, chanlist, bool(global_pool)
-        transform = WaveletTransform(self.in_nside, self.cell_ids, KERNELSZ, NORIENT, LAMBDA, features, n_scales,
+        transform = WaveletTransform(self.in_nside, self.nested_ids, KERNELSZ, NORIENT, LAMBDA, features, n_scales,
                                      self.backend, self.dtype)
         object.__setattr__(self, "transform", transform)
         seeds = iter(np.random.SeedSequence(seed).generate_state(len(chanlist)))
+        widths = [self.first_layer_channels] + chanlist[1:]
         self.add_child("layers", [WaveletConv(c_in, c_out, transform, seed=next(seeds))
-                                  for c_in, c_out in zip(chanlist[:-1], chanlist[1:])])
+                                  for c_in, c_out in zip(widths[:-1], widths[1:])])
         self.add_child("head", PointwiseConv(chanlist[-1], nparam, backend=self.backend, dtype=self.dtype,
                                              seed=next(seeds)))
 

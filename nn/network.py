@@ -7,8 +7,11 @@ from tqdm.auto import tqdm
 from foscat_core._arrays import as_backend_array
 from foscat_core._validation import check_dtype_name, check_nside, check_positive_int
 from foscat_core.domain import Domain
+from foscat_core.ordering import check_nest, nested_cell_ids
 
 from . import losses
+from .data_normalization import DataNormalization
+from .missing import check_finite, input_channels, with_validity_channels
 from .module import NativeModule
 from .weights_file import read_weights, write_weights
 
@@ -41,12 +44,22 @@ class Network(NativeModule):
     Parameters
     ----------
     in_nside : int
-        nside of the input maps (NESTED).
+        nside of the input maps.
     n_chan_in : int
         C_in, channels of the input.
     cell_ids : array_like of int, shape (N_cells,), optional
-        NESTED ids of a regional domain, any order (outputs follow it); ``None`` = full sky
-        (N_cells = 12 in_nside²).
+        Ids of a regional domain in the ``nest`` ordering, any order (outputs follow it); an
+        xarray ``cell_ids`` coordinate works too. ``None`` = full sky (N_cells = 12 in_nside²,
+        in the ``nest`` ordering).
+    nest : bool
+        healpy's meaning: ``True`` NESTED ids, ``False`` RING ids; with ``False`` the cell axis of
+        inputs and outputs is in RING order (the user's order of ``cell_ids``).
+    mask_missing : bool
+        ``True``: NaN inputs are missing cells, filled with 0 and flagged by one validity channel
+        per input channel (the first layer sees 2 C_in channels; ``n_chan_in`` is unchanged), so
+        predictions are finite everywhere. ``False``: a NaN or infinite input is refused with a
+        ``ValueError`` in training and evaluation mode alike (inside a TensorFlow ``tf.function``
+        the check fails at run time with ``InvalidArgumentError``).
     out_channels : int
         C_out, channels of the output.
     task : {"regression", "segmentation"}
@@ -59,6 +72,20 @@ class Network(NativeModule):
 
     These are keyword names of the subclasses' constructors (some subclasses name the output
     size differently, e.g. ``nparam``). Shapes: x (B, C_in, N_cells) → (B, C_out, N_cells).
+
+    Attributes
+    ----------
+    cell_ids : ndarray of int64, shape (N_cells,), or None
+        The ids as the user gave them (in the ``nest`` ordering); ``None`` for a full sky.
+    nest, mask_missing : bool
+    domain : Domain
+        The cells as NESTED ids, in the order of the cell axis (what the layers work on).
+    normalization : dict or None
+        See :meth:`set_normalization`.
+
+    Normalisation: :meth:`set_normalization` stores per-channel input (and, for regression,
+    target) means and standard deviations with the model; the forward standardises the inputs
+    and returns regression outputs in the user's units.
 
     Examples
     --------
@@ -77,24 +104,114 @@ class Network(NativeModule):
     ...     same = HealpixUNet.load(path, backend="numpy")
     >>> bool(np.array_equal(same.predict(x), net.predict(x)))
     True
+
+    Missing inputs, RING order and stored normalisation:
+
+    >>> ring = HealpixUNet(2, 1, [2, 4], nest=False, mask_missing=True, backend="numpy", seed=0)
+    >>> ring.set_normalization([1.0], [2.0], [10.0], [3.0])
+    >>> x[0, 0, :5] = np.nan                         # missing cells
+    >>> bool(np.isfinite(ring(x)).all()), sorted(ring.normalization)
+    (True, ['x_mean', 'x_std', 'y_mean', 'y_std'])
+    >>> net(x)
+    Traceback (most recent call last):
+    ...
+    ValueError: x contains NaN or infinite values; build the network with mask_missing=True to treat NaN inputs as missing cells
     """
 
-    def _init_network(self, config, in_nside, n_chan_in, cell_ids, out_channels, task, final_activation, dtype):
+    def _init_network(self, config, in_nside, n_chan_in, cell_ids, out_channels, task, final_activation, dtype,
+                      nest=True, mask_missing=False):
+        self.nest = check_nest(nest)
+        if not isinstance(mask_missing, (bool, np.bool_)):
+            raise TypeError(f"mask_missing must be True or False, got {mask_missing!r}")
+        self.mask_missing = bool(mask_missing)
         # Plain attribute on every backend (tf.Module would wrap a dict in a tracking proxy).
-        object.__setattr__(self, "config", dict(config))
+        object.__setattr__(self, "config", dict(config, nest=self.nest, mask_missing=self.mask_missing))
         self.in_nside = check_nside(in_nside, "in_nside")
-        self.domain = Domain(self.in_nside, cell_ids)
-        self.cell_ids = None if cell_ids is None else self.domain.cell_ids
+        if cell_ids is not None:
+            cell_ids = np.asarray(cell_ids)  # also an xarray coordinate
+        # NESTED ids in the user's order (None only for a NESTED full sky): what the layers use.
+        object.__setattr__(self, "nested_ids", nested_cell_ids(self.in_nside, cell_ids, self.nest))
+        self.domain = Domain(self.in_nside, self.nested_ids)
+        object.__setattr__(self, "cell_ids", None if cell_ids is None else cell_ids.astype(np.int64))
         self.n_cells = self.domain.n_cells
         self.n_chan_in = check_positive_int(n_chan_in, "n_chan_in")
         self.out_channels = check_positive_int(out_channels, "out_channels")
+        self.first_layer_channels = input_channels(self.n_chan_in, self.mask_missing)
         self.task = task
         self.final_activation = resolve_task(task, self.out_channels, final_activation)
         self.dtype = check_dtype_name(dtype)
+        self.add_child("data_norm", DataNormalization(self.n_chan_in, self.out_channels, backend=self.backend,
+                                                      dtype=self.dtype))
+
+    # --- normalisation ----------------------------------------------------------------------
+    def set_normalization(self, x_mean=None, x_std=None, y_mean=None, y_std=None):
+        """Store per-channel normalisation constants with the model (saved in its weight file).
+
+        Parameters
+        ----------
+        x_mean, x_std : array_like, shape (n_chan_in,), optional
+            The forward computes ``(x - x_mean) / x_std`` per input channel first.
+        y_mean, y_std : array_like, shape (out_channels,), optional
+            Regression only: the network's raw output ``out`` becomes ``out * y_std + y_mean``,
+            so outputs are in the targets' units (train against :meth:`normalize_target`).
+
+        ``None`` leaves a side the identity; ``set_normalization()`` resets both. Means must be
+        finite and standard deviations finite and > 0, otherwise ``ValueError``.
+        """
+        if y_mean is not None and self.task != "regression":
+            raise ValueError(f"y_mean/y_std normalise regression targets; this network's task is {self.task!r}")
+        self.data_norm.set(x_mean, x_std, y_mean, y_std)
+
+    @property
+    def normalization(self):
+        """``{"x_mean", "x_std", "y_mean", "y_std"}`` (NumPy, ``None`` for a side not set), or
+        ``None`` when no normalisation was set."""
+        return self.data_norm.as_dict()
+
+    def normalize_target(self, y):
+        """Targets (N, out_channels, N_cells) (or the output's shape) in user units → backend
+        array ``(y - y_mean) / y_std`` per channel, the units the loss is computed in (NaN stays
+        NaN; the identity without target normalisation)."""
+        return self.data_norm.targets(as_backend_array(self.backend, y, "y", self.dtype))
+
+    @classmethod
+    def from_grid(cls, da, **kwargs):
+        """A network on the HEALPix grid of an xarray DataArray (xdggs convention).
+
+        ``in_nside``, ``cell_ids`` and ``nest`` are read from ``da`` (its ``cell_ids`` coordinate
+        and grid attributes, see :func:`foscat_core.xarray_io.grid_of`); every other keyword
+        (``n_chan_in``, ``chanlist``, ...) goes to the constructor. Giving one of those three
+        explicitly with another value is a ``ValueError``.
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> from foscat_core.nn import CNN
+        >>> attrs = {"grid_name": "healpix", "level": 1, "indexing_scheme": "ring"}
+        >>> da = xr.DataArray(np.zeros((3, 1, 4)), dims=("time", "channel", "cells"),
+        ...                   coords={"cell_ids": ("cells", [0, 4, 13, 20], attrs)})
+        >>> net = CNN.from_grid(da, n_chan_in=1, chanlist=[4], backend="numpy")
+        >>> net.in_nside, net.nest, net.cell_ids
+        (2, False, array([ 0,  4, 13, 20]))
+        """
+        from foscat_core.xarray_io import grid_of
+
+        grid = grid_of(da, "da")
+        given = {"in_nside": grid.nside, "cell_ids": grid.cell_ids, "nest": grid.nest}
+        for key, value in given.items():
+            if key in kwargs and kwargs[key] is not None and not np.array_equal(np.asarray(kwargs[key]), value):
+                raise ValueError(f"from_grid reads {key} from the grid of da ({value if key != 'cell_ids' else 'its cell_ids coordinate'}); "
+                                 f"got a different {key}={kwargs[key]!r}")
+        return cls(**{**kwargs, **given})
 
     # --- forward ----------------------------------------------------------------------------
     def forward(self, x):
-        """``x`` (B, n_chan_in, N_cells) backend tensor (or NumPy) → (B, out_channels, N_cells)."""
+        """``x`` (B, n_chan_in, N_cells) backend tensor (or NumPy) → (B, out_channels, N_cells).
+
+        Standardises ``x`` with the stored normalisation, handles NaN as ``mask_missing`` says
+        (before any layer, so batch-norm statistics never see a NaN), and returns regression
+        outputs in the targets' units.
+        """
         x = as_backend_array(self.backend, x, "x", self.dtype)
         if len(x.shape) != 3:
             raise ValueError(f"x must have shape (B, C_in, N_cells), got shape {tuple(x.shape)}")
@@ -102,7 +219,12 @@ class Network(NativeModule):
             raise ValueError(f"x has {int(x.shape[1])} channels but the network expects n_chan_in={self.n_chan_in}")
         if int(x.shape[2]) != self.n_cells:
             raise ValueError(f"x has {int(x.shape[2])} cells but the network's domain has N_cells={self.n_cells}")
-        return self._activate(self._forward(x))
+        if self.mask_missing:
+            x = with_validity_channels(self.backend, self.fw, self.data_norm.inputs(x))
+        else:
+            x = self.data_norm.inputs(check_finite(self.fw, x))
+        y = self._activate(self._forward(x))
+        return self.data_norm.outputs(y) if self.task == "regression" else y
 
     def _activate(self, y):
         if self.final_activation == "sigmoid":

@@ -56,14 +56,15 @@ class HealpixUNet(Network):
     Parameters
     ----------
     in_nside : int
-        nside of the input maps (NESTED).
+        nside of the input maps.
     n_chan_in : int
         Input channels.
     chanlist : list of int
         Channels per level, e.g. ``[16, 32, 64]`` (the last is the bottleneck).
     cell_ids : array_like of int, shape (N_cells,), optional
-        NESTED ids of a regional domain at ``in_nside``, any order; ``None`` = full sky. Every
-        level works on the parent cells present; outputs follow ``cell_ids``' order.
+        Ids (in the ``nest`` ordering) of a regional domain at ``in_nside``, any order; ``None`` =
+        full sky. Every level works on the NESTED parent cells present; outputs follow
+        ``cell_ids``' order.
     KERNELSZ : int
         Stencil side K (odd).
     gauge_type : {"phi", "cosmo"}
@@ -82,6 +83,10 @@ class HealpixUNet(Network):
     norm : {"batch", "group", "instance", "none"}
     seed : int
         Weight initialisation seed (the same network on every backend).
+    nest : bool
+        ``False``: ``cell_ids`` and the cell axis are in RING order (see :class:`Network`).
+    mask_missing : bool
+        NaN inputs are missing cells, given to the network as validity channels (see :class:`Network`).
 
     Shapes: ``forward(x)`` with x (B, n_chan_in, N_cells) → (B, out_channels, N_cells).
 
@@ -96,21 +101,22 @@ class HealpixUNet(Network):
 
     def __init__(self, in_nside, n_chan_in, chanlist, cell_ids=None, KERNELSZ=3, gauge_type="phi", G=1,
                  task="regression", out_channels=1, final_activation=None, device=None, down_type="max",
-                 dtype="float32", backend=None, norm="batch", seed=0):
+                 dtype="float32", backend=None, norm="batch", seed=0, nest=True, mask_missing=False):
         super().__init__(backend=backend, device=device)
         chanlist = check_chanlist(chanlist)
         config = dict(in_nside=in_nside, n_chan_in=n_chan_in, chanlist=chanlist, KERNELSZ=KERNELSZ,
                       gauge_type=gauge_type, G=G, task=task, out_channels=out_channels,
                       final_activation=final_activation, down_type=down_type, dtype=dtype, norm=norm, seed=seed)
-        self._init_network(config, in_nside, n_chan_in, cell_ids, out_channels, task, final_activation, dtype)
+        self._init_network(config, in_nside, n_chan_in, cell_ids, out_channels, task, final_activation, dtype,
+                           nest, mask_missing)
         check_kernel_size(KERNELSZ)
         self.chanlist, self.n_gauges = chanlist, G
-        levels = pyramid(self.in_nside, self.cell_ids, len(chanlist))
+        levels = pyramid(self.in_nside, self.nested_ids, len(chanlist))
         stencils = [make_stencil(ns, ids, KERNELSZ, gauge_type, G, self.backend, self.dtype) for ns, ids in levels]
         self.n_gauges = stencils[0].n_gauges
         g, n_down = self.n_gauges, len(chanlist) - 1
         seeds = iter(np.random.SeedSequence(seed).generate_state(4 * len(chanlist) + 2))
-        enc, c_prev = [], n_chan_in
+        enc, c_prev = [], self.first_layer_channels
         for stencil, c in zip(stencils, chanlist):
             enc.append(DoubleConv(c_prev, c, stencil, norm, (next(seeds), next(seeds))))
             c_prev = g * c

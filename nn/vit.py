@@ -8,6 +8,7 @@ import numpy as np
 
 from foscat_core._arrays import as_backend_array
 from foscat_core._validation import check_cell_ids, check_nside, check_positive_int
+from foscat_core.ordering import nested_cell_ids
 
 from .attention import LayerNorm, Linear, TransformerBlock
 from .layers import PointwiseConv
@@ -119,8 +120,8 @@ class HealpixViT(Network):
         Input channels.
     out_channels : int
     cell_ids : array_like of int, shape (N_cells,), optional
-        NESTED ids of a regional domain at ``in_nside``, any order (kept by the output);
-        ``None`` = full sky.
+        Ids (in the ``nest`` ordering) of a regional domain at ``in_nside``, any order (kept by
+        the output); ``None`` = full sky. Tokens are NESTED patches whatever the ordering.
     token_nside : int, optional
         Level of the tokens, a power of two ``<= in_nside``; default ``max(1, in_nside // 4)``
         (16 cells per token), coarsened while the domain would have more than 3072 tokens.
@@ -140,6 +141,9 @@ class HealpixViT(Network):
     backend : str or Backend, optional
     seed : int
         Weight initialisation seed (the same network on every backend).
+    nest, mask_missing : bool
+        As :class:`~foscat_core.nn.HealpixUNet`; with ``mask_missing`` the patch embedding and
+        the skip take ``2 * n_chan_in`` channels (values and validity).
 
     Shapes: ``forward(x)`` with x (B, n_chan_in, N_cells) → (B, out_channels, N_cells);
     inside, tokens are (B, T, embed_dim).
@@ -165,10 +169,10 @@ class HealpixViT(Network):
 
     def __init__(self, in_nside, n_chan_in, out_channels=1, cell_ids=None, token_nside=None, embed_dim=64, depth=2,
                  num_heads=4, mlp_ratio=4.0, task="regression", final_activation=None, device=None, dtype="float32",
-                 backend=None, seed=0):
+                 backend=None, seed=0, nest=True, mask_missing=False):
         super().__init__(backend=backend, device=device)
         in_nside = check_nside(in_nside, "in_nside")
-        token_nside = resolve_token_nside(token_nside, in_nside, cell_ids)
+        token_nside = resolve_token_nside(token_nside, in_nside, nested_cell_ids(in_nside, cell_ids, nest))
         embed_dim = check_positive_int(embed_dim, "embed_dim")
         num_heads = check_positive_int(num_heads, "num_heads")
         depth = check_positive_int(depth, "depth")
@@ -179,7 +183,8 @@ class HealpixViT(Network):
         config = dict(in_nside=in_nside, n_chan_in=n_chan_in, out_channels=out_channels, token_nside=token_nside,
                       embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=float(mlp_ratio), task=task,
                       final_activation=final_activation, dtype=dtype, seed=seed)
-        self._init_network(config, in_nside, n_chan_in, cell_ids, out_channels, task, final_activation, dtype)
+        self._init_network(config, in_nside, n_chan_in, cell_ids, out_channels, task, final_activation, dtype,
+                           nest, mask_missing)
         self.token_nside, self.embed_dim, self.depth, self.num_heads = token_nside, embed_dim, depth, num_heads
         layout = TokenLayout(self.domain, token_nside)
         object.__setattr__(self, "layout", layout)  # host tables: nothing for the framework to track
@@ -187,26 +192,27 @@ class HealpixViT(Network):
         features = fourier_features(layout.centres, token_nside)
         object.__setattr__(self, "_position_features", features)
 
-        bk, dt, s = self.backend, self.dtype, layout.children
+        bk, dt, s, c_in = self.backend, self.dtype, layout.children, self.first_layer_channels
         seeds = iter(np.random.SeedSequence(seed).generate_state(4 * depth + 4))
-        self.add_child("embed", Linear(s * self.n_chan_in, embed_dim, backend=bk, dtype=dt, seed=next(seeds)))
+        self.add_child("embed", Linear(s * c_in, embed_dim, backend=bk, dtype=dt, seed=next(seeds)))
         self.add_child("pos_embed", Linear(features.shape[1], embed_dim, backend=bk, dtype=dt, seed=next(seeds)))
         self.add_child("blocks", [TransformerBlock(embed_dim, num_heads, mlp_ratio, backend=bk, dtype=dt,
                                                    seeds=tuple(next(seeds) for _ in range(4))) for _ in range(depth)])
         self.add_child("norm", LayerNorm(embed_dim, backend=bk, dtype=dt))
         self.add_child("head", Linear(embed_dim, s * self.out_channels, backend=bk, dtype=dt, seed=next(seeds)))
-        self.add_child("skip", PointwiseConv(self.n_chan_in, self.out_channels, backend=bk, dtype=dt, seed=next(seeds)))
+        self.add_child("skip", PointwiseConv(c_in, self.out_channels, backend=bk, dtype=dt, seed=next(seeds)))
 
     # --- pieces -----------------------------------------------------------------------------
     def patch_embedding(self, x):
-        """Linear embedding of each token's cells: x (B, n_chan_in, N_cells) → (B, T, embed_dim).
+        """Linear embedding of each token's cells: x (B, C, N_cells) → (B, T, embed_dim), C the
+        channels the first layer sees (``n_chan_in``, doubled with ``mask_missing``).
 
-        The input of token t is its (n_chan_in, S) block flattened channel-major; padded slots
+        The input of token t is its (C, S) block flattened channel-major; padded slots
         (children outside a regional domain) are 0, so they contribute nothing.
         """
         bk, xp, lay = self.backend, self.backend.xp, self.layout
         x = as_backend_array(bk, x, "x", self.dtype)
-        c, t, s = self.n_chan_in, lay.n_tokens, lay.children
+        c, t, s = self.first_layer_channels, lay.n_tokens, lay.children
         patches = x if lay.identity else bk.take(x, bk.index_array(lay.gather), axis=-1)
         patches = xp.reshape(patches, (-1, c, t, s))
         if not lay.all_present:

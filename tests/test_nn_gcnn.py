@@ -95,7 +95,8 @@ def test_native_framework_objects_hold_only_the_mixing_weights(backend_name):
     net = make(backend_name, global_pool=True)
     assert isinstance(net.layers[0], WaveletConv)
     names = [n for n, _ in net.named_variables()]
-    assert names == ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias", "head.weight", "head.bias"]
+    assert names == ["data_norm.x_mean", "data_norm.x_std", "data_norm.y_mean", "data_norm.y_std", "data_norm.is_set",
+                     "layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias", "head.weight", "head.bias"]
     f = net.transform.n_features
     assert f == 4 + 1
     assert net.n_parameters() == 6 * 2 * f + 6 + 5 * 6 * f + 5 + 3 * 5 + 3
@@ -109,7 +110,8 @@ def test_native_framework_objects_hold_only_the_mixing_weights(backend_name):
         import tensorflow as tf
 
         assert isinstance(net, tf.Module) and isinstance(net, GCNN)
-        assert len(net.variables) == len(net.trainable_variables) == 6
+        assert len(net.trainable_variables) == 6
+        assert len(net.variables) == 6 + 5  # and the normalisation constants
 
 
 def test_far_fewer_parameters_than_a_cnn_of_the_same_widths():
