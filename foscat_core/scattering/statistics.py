@@ -14,6 +14,7 @@ from foscat_core._files import atomic_write
 from foscat_core.backends import resolve_backend
 
 from .compat import BackendCompat, power, raw_backend
+from .pair_arithmetic import apply_op
 from .settings import OperatorSettings, differences
 
 ORDER = ("S0", "S1", "S2", "S3", "S3P", "S4")
@@ -207,7 +208,7 @@ class ScatteringStatistics:
                 a, ac, b, bc = self._c[n], n in self._complex, other._c[n], n in other._complex
                 if reflected:
                     a, ac, b, bc = b, bc, a, ac
-                out[n], is_c = _apply(xp, op, a, ac, b, bc)
+                out[n], is_c = apply_op(xp, op, a, ac, b, bc)
                 if is_c:
                     cplx.add(n)
             return self._new(out, cplx)
@@ -216,7 +217,7 @@ class ScatteringStatistics:
         out = {}
         for n in self.names:
             a, ac = self._c[n], n in self._complex
-            out[n] = _apply(xp, op, other, False, a, ac)[0] if reflected else _apply(xp, op, a, ac, other, False)[0]
+            out[n] = apply_op(xp, op, other, False, a, ac)[0] if reflected else apply_op(xp, op, a, ac, other, False)[0]
         return self._new(out, self._complex)
 
     def _check_compatible(self, other):
@@ -386,49 +387,6 @@ def _is_scalar(v):
         return True
     shape = getattr(v, "shape", None)
     return shape is not None and len(shape) == 0
-
-
-def _apply(xp, op, a, ac, b, bc):
-    """``a op b`` where ``ac``/``bc`` say whether an operand is complex (trailing pair axis)."""
-    if not ac and not bc:
-        return _real_op(op, a, b), False
-    if op in ("add", "sub"):
-        if ac and bc:
-            return (a + b if op == "add" else a - b), True
-        if ac:  # complex a, real b: b goes to the real part
-            re = a[..., 0] + b if op == "add" else a[..., 0] - b
-            return xp.stack([re, a[..., 1] + 0 * re], axis=-1), True
-        re = a + b[..., 0] if op == "add" else a - b[..., 0]
-        im = b[..., 1] + 0 * re
-        return xp.stack([re, im if op == "add" else -im], axis=-1), True
-    if op == "mul":
-        if ac and bc:
-            ar, ai, br, bi = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
-            return xp.stack([ar * br - ai * bi, ar * bi + ai * br], axis=-1), True
-        return (a * _expand(xp, b) if ac else _expand(xp, a) * b), True
-    # division
-    if not bc:
-        return a / _expand(xp, b), True
-    br, bi = b[..., 0], b[..., 1]
-    den = br * br + bi * bi
-    if ac:
-        ar, ai = a[..., 0], a[..., 1]
-        return xp.stack([(ar * br + ai * bi) / den, (ai * br - ar * bi) / den], axis=-1), True
-    return xp.stack([a * br / den, -a * bi / den], axis=-1), True
-
-
-def _expand(xp, v):
-    return xp.expand_dims(v, axis=-1) if len(getattr(v, "shape", ())) > 0 else v
-
-
-def _real_op(op, a, b):
-    if op == "add":
-        return a + b
-    if op == "sub":
-        return a - b
-    if op == "mul":
-        return a * b
-    return a / b
 
 
 scat_cov = ScatteringStatistics
