@@ -154,3 +154,20 @@ def test_files_of_the_first_format_load_with_unknown_settings(tmp_path):
     assert (old - old).names == st.names
     with pytest.raises(ValueError, match="unknown operator settings"):
         old - st
+
+
+def test_unreadable_files_are_value_errors(tmp_path):
+    st = get_op().eval(maps())
+    good = tmp_path / "good.npz"
+    st.save(good)
+    blob = good.read_bytes()
+    cases = {"truncated.npz": blob[: len(blob) // 2], "empty.npz": b"", "random.npz": bytes(range(256)) * 4}
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match="path"):
+            ScatteringStatistics.load(tmp_path / name)
+    np.save(tmp_path / "plain.npy", np.zeros(3))
+    with pytest.raises(ValueError, match="plain array"):
+        ScatteringStatistics.load(tmp_path / "plain.npy")
+    with pytest.raises(FileNotFoundError):
+        ScatteringStatistics.load(tmp_path / "missing.npz")

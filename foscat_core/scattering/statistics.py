@@ -7,6 +7,7 @@ Complex coefficients are stored as real backend arrays with a trailing axis of s
 import json
 import numbers
 import os
+import zipfile
 
 import numpy as np
 
@@ -360,21 +361,43 @@ class ScatteringStatistics:
         ScatteringStatistics
             With the saved operator settings; a file of the first format (no settings) gives
             statistics of unknown settings, which combine only with statistics of unknown settings.
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path``.
+        ValueError
+            A file that is not one written by :meth:`save` (truncated, corrupt, another format).
         """
-        with np.load(os.fspath(path), allow_pickle=False) as data:
-            fmt = str(data["format"]) if "format" in data else None
-            if fmt != _FORMAT and fmt not in _OLD_FORMATS:
-                raise ValueError(f"path: {path!r} is not a scattering statistics file written by save()")
-            settings = None
-            if fmt == _FORMAT:
-                if backend is None:
-                    backend = str(data["backend"])
-                settings = json.loads(str(data["settings"]))
-            bk = BackendCompat(resolve_backend(backend))
-            coeffs = {n: bk.asarray(data[f"coef_{n}"]) for n in ORDER if f"coef_{n}" in data}
-            norm = str(data["norm"]) or None
-            return cls(coeffs, [str(n) for n in data["complex"]], bk, data["j2_j3"], data["j1_j2_j3"],
-                       bool(data["cross"]), norm, settings)
+        try:
+            data = np.load(os.fspath(path), allow_pickle=False)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise ValueError(f"path: {path!r} is not a readable scattering statistics file ({err})") from err
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError(f"path: {path!r} is not a scattering statistics file written by save() (a plain array)")
+        with data:
+            try:
+                return cls._from_npz(data, path, backend)
+            except (KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as err:
+                raise ValueError(f"path: {path!r} is not a valid scattering statistics file ({err})") from err
+
+    @classmethod
+    def _from_npz(cls, data, path, backend):
+        fmt = str(data["format"]) if "format" in data else None
+        if fmt != _FORMAT and fmt not in _OLD_FORMATS:
+            raise ValueError(f"path: {path!r} is not a scattering statistics file written by save()")
+        settings = None
+        if fmt == _FORMAT:
+            if backend is None:
+                backend = str(data["backend"])
+            settings = json.loads(str(data["settings"]))
+        bk = BackendCompat(resolve_backend(backend))
+        coeffs = {n: bk.asarray(data[f"coef_{n}"]) for n in ORDER if f"coef_{n}" in data}
+        norm = str(data["norm"]) or None
+        return cls(coeffs, [str(n) for n in data["complex"]], bk, data["j2_j3"], data["j1_j2_j3"],
+                   bool(data["cross"]), norm, settings)
 
 
 def _dims_match(p, q, batch):
