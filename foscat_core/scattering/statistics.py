@@ -4,23 +4,16 @@ Complex coefficients are stored as real backend arrays with a trailing axis of s
 (``[..., 0]`` real part, ``[..., 1]`` imaginary part), identically on every backend.
 """
 
-import json
 import numbers
-import os
-import zipfile
 
 import numpy as np
 
-from foscat_core._files import atomic_write
 from foscat_core.backends import resolve_backend
 
 from .compat import BackendCompat, power, raw_backend
 from .pair_arithmetic import apply_op
 from .settings import OperatorSettings, differences
-
-ORDER = ("S0", "S1", "S2", "S3", "S3P", "S4")
-_FORMAT = "foscat_core.scattering/2"
-_OLD_FORMATS = ("foscat_core.scattering/1",)  # no settings: loaded with unknown settings
+from .statistics_file import ORDER, read_statistics, write_statistics
 
 
 class ScatteringStatistics:
@@ -335,15 +328,7 @@ class ScatteringStatistics:
     def save(self, path):
         """Write an ``.npz`` file atomically (temporary file in the same folder, then ``os.replace``),
         with the operator settings, the backend name and the dtype (see :meth:`load`)."""
-        path = os.fspath(path)
-        arrays = {f"coef_{n}": self.backend.to_numpy(a) for n, a in self._c.items()}
-        settings = None if self._settings is None else self._settings.as_dict()
-        arrays.update(format=np.array(_FORMAT), complex=np.array(sorted(self._complex), dtype="U8"),
-                      j2_j3=self.j2_j3, j1_j2_j3=self.j1_j2_j3, cross=np.array(self.cross),
-                      norm=np.array("" if self.norm is None else self.norm), backend=np.array(self.backend.name),
-                      settings=np.array(json.dumps(settings)))
-        with atomic_write(path, suffix=".npz") as fh:
-            np.savez(fh, **arrays)
+        write_statistics(self, path)
 
     @classmethod
     def load(cls, path, backend=None):
@@ -369,35 +354,7 @@ class ScatteringStatistics:
         ValueError
             A file that is not one written by :meth:`save` (truncated, corrupt, another format).
         """
-        try:
-            data = np.load(os.fspath(path), allow_pickle=False)
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            raise ValueError(f"path: {path!r} is not a readable scattering statistics file ({err})") from err
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError(f"path: {path!r} is not a scattering statistics file written by save() (a plain array)")
-        with data:
-            try:
-                return cls._from_npz(data, path, backend)
-            except (KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as err:
-                raise ValueError(f"path: {path!r} is not a valid scattering statistics file ({err})") from err
-
-    @classmethod
-    def _from_npz(cls, data, path, backend):
-        fmt = str(data["format"]) if "format" in data else None
-        if fmt != _FORMAT and fmt not in _OLD_FORMATS:
-            raise ValueError(f"path: {path!r} is not a scattering statistics file written by save()")
-        settings = None
-        if fmt == _FORMAT:
-            if backend is None:
-                backend = str(data["backend"])
-            settings = json.loads(str(data["settings"]))
-        bk = BackendCompat(resolve_backend(backend))
-        coeffs = {n: bk.asarray(data[f"coef_{n}"]) for n in ORDER if f"coef_{n}" in data}
-        norm = str(data["norm"]) or None
-        return cls(coeffs, [str(n) for n in data["complex"]], bk, data["j2_j3"], data["j1_j2_j3"],
-                   bool(data["cross"]), norm, settings)
+        return read_statistics(cls, path, backend)
 
 
 def _dims_match(p, q, batch):
