@@ -197,6 +197,15 @@ def test_torch_compile_masks_gaps_like_eager():
     np.testing.assert_allclose(compiled(x).detach().numpy(), net(x).detach().numpy(), rtol=1e-6, atol=1e-6)
 
 
+def test_mask_missing_is_saved_with_the_model(tmp_path):
+    net = make("vit", BACKENDS[-1], mask_missing=True)
+    net.save(tmp_path / "vit.npz")
+    loaded = HealpixViT.load(tmp_path / "vit.npz", backend="numpy")
+    assert loaded.mask_missing is True and loaded.n_chan_in == 2
+    x = with_gaps((2, 2, NPIX), seed=9)
+    np.testing.assert_allclose(loaded.eval()(x), to_numpy(net.eval()(x)), rtol=1e-5, atol=1e-5)
+
+
 def test_mask_missing_must_be_a_bool():
     with pytest.raises(TypeError, match="mask_missing must be True or False"):
         make("cnn", "numpy", mask_missing="yes")
