@@ -1,5 +1,6 @@
 """What a network needs from its framework beyond arrays: a module base class, variables,
-a few activations, an Adam optimiser and a compiled training step.
+a few activations, optimisers (Adam, AdamW, SGD: torch's own, and their step-for-step twins on
+TensorFlow) and a compiled training step.
 
 One small adapter per backend, chosen by ``backend.name``; the layers and networks never test
 which framework they run on.
@@ -9,6 +10,8 @@ import itertools
 import math
 
 import numpy as np
+
+from .optimizers import TF_OPTIMIZERS, TorchOptimizer, check_loss_value
 
 
 class _PlainModule:
@@ -38,34 +41,6 @@ def _walk_modules(module):
     yield module
     for _, child in module._fc_children():
         yield from _walk_modules(child)
-
-
-class _Adam:
-    """Adam with L2 weight decay, the update of ``torch.optim.Adam`` step for step, on tf.Variables."""
-
-    def __init__(self, tf, variables, lr, weight_decay, betas=(0.9, 0.999), eps=1e-8):
-        self.tf, self.variables = tf, list(variables)
-        self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, betas, eps
-        with tf.init_scope():
-            self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
-            self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
-            self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
-
-    def apply(self, grads):
-        tf = self.tf
-        b1, b2 = self.betas
-        self.step.assign_add(1)
-        t = tf.cast(self.step, self.variables[0].dtype)
-        bias1, bias2 = 1.0 - b1**t, 1.0 - b2**t
-        for var, grad, m, v in zip(self.variables, grads, self.m, self.v):
-            if grad is None:
-                continue
-            if self.weight_decay:
-                grad = grad + self.weight_decay * var
-            m.assign(b1 * m + (1.0 - b1) * grad)
-            v.assign(b2 * v + (1.0 - b2) * grad * grad)
-            denom = tf.sqrt(v) / tf.sqrt(bias2) + self.eps
-            var.assign_sub((self.lr / bias1) * m / denom)
 
 
 class _Picklable:
@@ -133,15 +108,21 @@ class TorchFramework(_Picklable):
         return self.torch.nn.functional.batch_norm(x, norm.running_mean, norm.running_var, norm.scale, norm.shift,
                                                    norm.training, norm.momentum, norm.eps)
 
-    def trainer(self, model, loss_fn, lr, weight_decay):
-        """A function ``(x, y) -> loss`` that runs one optimiser step on ``model``."""
-        optimiser = self.torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    def optimizer(self, model, kind, lr, weight_decay, momentum):
+        """A ``torch.optim`` optimiser ("adam", "adamw" or "sgd") over ``model``'s parameters."""
+        return TorchOptimizer(self.torch, model.parameters(), kind, lr, weight_decay, momentum)
 
-        def step(x, y):
-            optimiser.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
+    def trainer(self, model, objective, optimizer):
+        """A function ``(x, y, w) -> loss float`` running one step of ``optimizer`` on
+        ``objective(model(x), y, w)``."""
+        native = optimizer.native
+
+        def step(x, y, w):
+            native.zero_grad(set_to_none=True)
+            loss = objective(model(x), y, w)
+            check_loss_value(loss, self.torch.is_tensor)
             loss.backward()
-            optimiser.step()
+            native.step()
             return float(loss.detach())
 
         return step
@@ -215,19 +196,23 @@ class TensorflowFramework(_Picklable):
     def fused_batch_norm(self, norm, x):
         return None  # tf.nn.fused_batch_norm wants NHWC images; the written-once version is used
 
-    def trainer(self, model, loss_fn, lr, weight_decay):
+    def optimizer(self, model, kind, lr, weight_decay, momentum):
+        """The TensorFlow twin of torch's optimiser ``kind`` ("adam", "adamw" or "sgd")."""
+        return TF_OPTIMIZERS[kind](self.tf, model.parameters(), lr, weight_decay, momentum)
+
+    def trainer(self, model, objective, optimizer):
         tf = self.tf
         variables = model.parameters()
-        optimiser = _Adam(tf, variables, lr, weight_decay)
 
         @tf.function(reduce_retracing=True)
-        def step(x, y):
+        def step(x, y, w):
             with tf.GradientTape() as tape:
-                loss = loss_fn(model(x), y)
-            optimiser.apply(tape.gradient(loss, variables))
+                loss = objective(model(x), y, w)
+                check_loss_value(loss, tf.is_tensor)  # runs while tracing: static shape
+            optimizer.apply(tape.gradient(loss, variables))
             return loss
 
-        return lambda x, y: float(step(x, y))
+        return lambda x, y, w: float(step(x, y, w))
 
     def evaluator(self, model):
         # Traced per training flag: the flag is a Python value read while tracing.
@@ -282,7 +267,7 @@ class NumpyFramework(_Picklable):
     def fused_batch_norm(self, norm, x):
         return None
 
-    def trainer(self, model, loss_fn, lr, weight_decay):
+    def optimizer(self, model, kind, lr, weight_decay, momentum):
         raise NotImplementedError(
             "the numpy backend has no autograd, so it cannot train; build the network with "
             "backend='torch' or backend='tensorflow' (a trained file loads on numpy for predict)"

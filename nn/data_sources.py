@@ -179,4 +179,4 @@ def check_label_range(net, y, name):
             raise ValueError(f"{name}: segmentation targets must be in [0, 1] (or NaN for unlabelled cells), "
                              f"got values in [{labelled.min()}, {labelled.max()}]")
     elif net.task == "segmentation" and net.out_channels == 1 and y.size and (y.min() < 0 or y.max() > 1):
-        raise ValueError(f"{name}: binary segmentation labels must be 0 or 1, got values in [{y.min()}, {y.max()}]")
+        raise ValueError(f"{name}: binary segmentation labels must be in [0, 1], got values in [{y.min()}, {y.max()}]")

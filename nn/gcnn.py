@@ -20,7 +20,8 @@ from foscat_core.scattering.wavelets import conv_kernel, envelope_width
 from . import losses
 from .layers import PointwiseConv, check_channels, make_stencil
 from .module import NativeModule
-from .network import Network, _to_host
+from .data_sources import check_label_range, to_host
+from .network import Network
 from .unet import check_chanlist, pyramid
 
 FEATURES = ("modulus", "complex")
@@ -280,7 +281,7 @@ class GCNN(Network):
     def _host_targets(self, y, name, n_samples):
         if not self.global_pool:
             return super()._host_targets(y, name, n_samples)
-        y = _to_host(self.backend, y, name)
+        y = to_host(self.backend, y, name)
         if self.task == "segmentation" and self.nparam > 1 and np.issubdtype(y.dtype, np.integer):
             labels = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
             if labels.ndim != 1:
@@ -293,12 +294,14 @@ class GCNN(Network):
                              f"got {y.shape}")
         if y.shape[0] != n_samples:
             raise ValueError(f"{name} has {y.shape[0]} samples but the inputs have {n_samples}")
+        check_label_range(self, y, name)
         return y.astype(self.dtype, copy=False)
 
-    def predict(self, x, batch_size=16):
+    def predict(self, x, batch_size=16, keep_missing=False):
         """Batched inference: x (N, chanlist[0], N_cells) → (N, nparam, N_cells), or (N, nparam)
-        with ``global_pool=True`` (NumPy)."""
-        out = super().predict(x, batch_size)
+        with ``global_pool=True`` (NumPy, or a DataArray for a DataArray; see
+        :meth:`Network.predict`, whose ``keep_missing`` applies to per-cell outputs)."""
+        out = super().predict(x, batch_size, keep_missing)
         if self.global_pool and out.ndim == 3:  # no samples: the base's empty result is per cell
             return np.zeros((0, self.nparam), dtype=self.dtype)
         return out

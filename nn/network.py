@@ -2,16 +2,17 @@
 and portable weight files. Architectures only define their layers and ``_forward``."""
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from foscat_core._arrays import as_backend_array
 from foscat_core._validation import check_dtype_name, check_nside, check_positive_int
 from foscat_core.domain import Domain
 from foscat_core.ordering import check_nest, nested_cell_ids
 
-from . import losses
+from . import losses, prediction, training
 from .data_normalization import DataNormalization
 from .missing import check_finite, input_channels, with_validity_channels
+from .data_sources import check_label_range, host_inputs
+from .data_sources import to_host as _to_host
 from .module import NativeModule
 from .weights_file import read_weights, write_weights
 
@@ -239,10 +240,7 @@ class Network(NativeModule):
 
     # --- host data --------------------------------------------------------------------------
     def _host_inputs(self, x, name):
-        x = _to_host(self.backend, x, name)
-        if x.ndim != 3 or x.shape[1] != self.n_chan_in or x.shape[2] != self.n_cells:
-            raise ValueError(f"{name} must have shape (N, {self.n_chan_in}, {self.n_cells}), got {x.shape}")
-        return x.astype(self.dtype, copy=False)
+        return host_inputs(self, x, name)
 
     def _host_targets(self, y, name, n_samples):
         y = _to_host(self.backend, y, name)
@@ -254,83 +252,102 @@ class Network(NativeModule):
             raise ValueError(f"{name} must have shape (N, {self.out_channels}, {self.n_cells}), got {y.shape}")
         if y.shape[0] != n_samples:
             raise ValueError(f"{name} has {y.shape[0]} samples but the inputs have {n_samples}")
+        check_label_range(self, y, name)
         return y.astype(self.dtype, copy=False)
 
     # --- training ---------------------------------------------------------------------------
-    def fit(self, x_train, y_train, x_val=None, y_val=None, n_epoch=100, batch_size=16, lr=1e-3,
-            weight_decay=1e-5, view_epoch=10, loss_fn=None, seed=0, verbose=True):
-        """Train with Adam (L2 ``weight_decay``), shuffled mini-batches.
+    def fit(self, x_train, y_train=None, x_val=None, y_val=None, n_epoch=100, batch_size=16, lr=1e-3,
+            weight_decay=1e-5, view_epoch=10, loss_fn=None, seed=0, verbose=True, sample_weight=None,
+            normalize=False, optimizer="adam", momentum=0.9, lr_schedule=None, patience=None, checkpoint=None,
+            resume=False):
+        """Train on arrays, DataArrays (read batch by batch) or an iterable of batches.
 
         Parameters
         ----------
-        x_train : array, shape (N, n_chan_in, N_cells)
-            NumPy or backend tensors.
-        y_train : array, shape (N, out_channels, N_cells)
-            For multi-class segmentation also integer labels (N, N_cells) or (N, 1, N_cells).
-        x_val, y_val : arrays, optional
-            Validation set, evaluated after every epoch in evaluation mode.
+        x_train : array (N, n_chan_in, N_cells), DataArray, or iterable of batches
+            NumPy, framework tensors, lazy arrays (dask, zarr) or an ``xarray.DataArray`` (cell dim
+            = the one with ``cell_ids``, its cells the network's; sample dim = the first other dim,
+            channel dim = the next, if any). With ``y_train`` omitted: a re-iterable source of
+            ``(x, y)`` or ``(x, y, w)`` batches (a torch ``DataLoader``, a ``tf.data.Dataset``, a
+            list, any object with ``__iter__``, or a function returning a fresh iterator), read in
+            its own order; a one-shot generator only serves ``n_epoch=1``. See
+            :mod:`foscat_core.nn.data_sources`. NaN inputs need ``mask_missing=True``.
+        y_train : array (N, out_channels, N_cells) or DataArray, optional
+            NaN marks unlabelled cells: the default losses leave them out; a custom ``loss_fn``
+            gets them as they are. Segmentation targets lie in [0, 1]; multi-class labels may
+            also be integers (N, N_cells).
+        x_val, y_val : optional
+            Validation data, the same kinds (``y_val`` omitted: ``x_val`` yields pairs), evaluated
+            after every epoch in evaluation mode.
         n_epoch, batch_size : int
+            ``n_epoch`` counts every epoch, resumed ones included; ``batch_size`` is for arrays.
         lr, weight_decay : float
+            Finite, ``lr > 0``, ``weight_decay >= 0`` (L2 for adam/sgd, decoupled for adamw).
         view_epoch : int
             Print a loss line every ``view_epoch`` epochs (0: never).
         loss_fn : callable, optional
-            ``loss_fn(prediction, target) -> backend scalar``; default :meth:`default_loss`.
+            ``loss_fn(prediction, target[, weight]) -> backend scalar``; default
+            :meth:`default_loss`. With normalisation it sees normalised units.
         seed : int
-            Shuffling seed.
+            Shuffling seed (array sources are shuffled each epoch; iterables are not).
         verbose : bool
-            Progress bar and loss lines.
+        sample_weight : array, optional
+            (N,) or broadcastable to the targets (N, out_channels, N_cells), >= 0, sliced with the
+            samples; for iterables give ``(x, y, w)`` triples. Only a ``loss_fn`` taking a third
+            argument receives weights (otherwise ``ValueError``).
+        normalize : {False, True, "recompute"}
+            ``True``: unless the network already holds a normalisation (a previous fit, a loaded
+            file, :meth:`set_normalization`), compute per-channel mean and std of the inputs over
+            finite cells (and of regression targets over labelled cells) in one streaming pass
+            over the training data, and store them with :meth:`set_normalization`.
+            ``"recompute"``: always compute. A resumed fit keeps the checkpoint's.
+        optimizer : {"adam", "adamw", "sgd"}
+            torch's optimisers (their step-for-step twins on TensorFlow). The optimiser persists
+            on the network: a later ``fit`` with the same ``optimizer`` (and ``momentum``)
+            continues its state and step count, with the new ``lr``/``weight_decay``.
+        momentum : float
+            SGD's momentum, in [0, 1).
+        lr_schedule : {None, "cosine", "step"} or callable
+            ``epoch -> factor`` of ``lr`` (epochs from 0); ``"cosine"`` and ``"step"`` are
+            :func:`~foscat_core.nn.optimizers.cosine_schedule` over ``n_epoch`` and
+            :func:`~foscat_core.nn.optimizers.step_schedule` (÷10 every third of ``n_epoch``).
+        patience : int, optional
+            Stop after ``patience`` epochs without a lower validation loss (training loss
+            without validation data), then restore the weights of the best epoch.
+        checkpoint : path, optional
+            Written atomically after every epoch: weights (with normalisation and batch-norm
+            statistics), optimiser state, epochs done, shuffling state, history, early stopping.
+        resume : bool
+            Continue from ``checkpoint`` (which must exist) up to ``n_epoch`` epochs: the result
+            equals an uninterrupted run.
 
         Returns
         -------
         dict
-            ``{"train_loss": [...], "val_loss": [...]}``, one float per epoch.
+            ``"train_loss"``, ``"val_loss"`` (empty without validation data) and ``"lr"``: one
+            value per epoch; ``"best_epoch"`` (from 0) with ``patience``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from foscat_core.nn import CNN
+        >>> net = CNN(1, 1, [4], backend="torch", seed=0)
+        >>> x = np.random.default_rng(0).normal(size=(6, 1, 12))        # (N, C_in, N_cells)
+        >>> y = 2.0 * x
+        >>> y[0, 0, :3] = np.nan                                         # unlabelled cells
+        >>> batches = [(x[:3], y[:3]), (x[3:], y[3:])]                  # any re-iterable source
+        >>> h = net.fit(batches, n_epoch=3, lr=1e-2, optimizer="adamw", lr_schedule="cosine", verbose=False)
+        >>> len(h["train_loss"]), h["lr"][0]
+        (3, 0.01)
         """
-        n_epoch = check_positive_int(n_epoch, "n_epoch")
-        batch_size = check_positive_int(batch_size, "batch_size")
-        xs = self._host_inputs(x_train, "x_train")
-        if len(xs) == 0:
-            raise ValueError("x_train holds no samples: fit needs at least one (N >= 1)")
-        ys = self._host_targets(y_train, "y_train", len(xs))
-        if (x_val is None) != (y_val is None):
-            raise ValueError("x_val and y_val must be given together")
-        if x_val is not None:
-            xv = self._host_inputs(x_val, "x_val")
-            yv = self._host_targets(y_val, "y_val", len(xv))
-        loss_fn = loss_fn or self.default_loss()
-        step = self.fw.trainer(self, loss_fn, float(lr), float(weight_decay))
-        rng = np.random.default_rng(seed)
-        history = {"train_loss": [], "val_loss": []}
-        bar = tqdm(range(n_epoch), desc=f"fit {type(self).__name__} ({self.backend.name})", disable=not verbose)
-        for epoch in bar:
-            self.train()
-            order = rng.permutation(len(xs))
-            total = 0.0
-            for start in range(0, len(xs), batch_size):
-                idx = order[start:start + batch_size]
-                total += step(self._batch(xs[idx]), self._batch(ys[idx])) * len(idx)
-            history["train_loss"].append(total / len(xs))
-            line = {"train": f"{history['train_loss'][-1]:.4g}"}
-            if x_val is not None:
-                history["val_loss"].append(self._evaluate(xv, yv, batch_size, loss_fn))
-                line["val"] = f"{history['val_loss'][-1]:.4g}"
-            bar.set_postfix(line)
-            if verbose and view_epoch and (epoch + 1) % view_epoch == 0:
-                tqdm.write(f"epoch {epoch + 1}/{n_epoch}  " + "  ".join(f"{k} {v}" for k, v in line.items()))
-        self.train()
-        return history
+        return training.fit(self, x_train, y_train, x_val, y_val, n_epoch=n_epoch, batch_size=batch_size, lr=lr,
+                            weight_decay=weight_decay, sample_weight=sample_weight, normalize=normalize,
+                            optimizer=optimizer, momentum=momentum, lr_schedule=lr_schedule, patience=patience,
+                            checkpoint=checkpoint, resume=resume, loss_fn=loss_fn, seed=seed, verbose=verbose,
+                            view_epoch=view_epoch)
 
     def _batch(self, a):
         return self.backend.asarray(a, dtype=self.dtype)
-
-    def _evaluate(self, xs, ys, batch_size, loss_fn):
-        total = 0.0
-        with _eval_mode(self):
-            run = self._evaluator()
-            for start in range(0, len(xs), batch_size):
-                pred = run(self._batch(xs[start:start + batch_size]))
-                value = loss_fn(pred, self._batch(ys[start:start + batch_size]))
-                total += float(self.backend.to_numpy(value)) * len(xs[start:start + batch_size])
-        return total / len(xs)
 
     def _evaluator(self):
         fn = getattr(self, "_fc_evaluator", None)
@@ -339,28 +356,33 @@ class Network(NativeModule):
             object.__setattr__(self, "_fc_evaluator", fn)  # not a variable: kept out of tracking
         return fn
 
-    def predict(self, x, batch_size=16):
-        """Batched inference in evaluation mode, without gradient.
+    def predict(self, x, batch_size=16, keep_missing=False):
+        """Batched inference in evaluation mode, without gradient; safe from several threads.
 
         Parameters
         ----------
-        x : array, shape (N, n_chan_in, N_cells)
+        x : array (N, n_chan_in, N_cells), DataArray, or iterable of batches
+            As ``x_train`` of :meth:`fit`; lazy arrays and DataArrays are read ``batch_size``
+            samples at a time; an iterable yields x batches (or tuples whose first item is x).
         batch_size : int
+        keep_missing : bool
+            ``True``: NaN in the output at cells where every input channel is NaN (e.g. land),
+            in every output channel. By default (``mask_missing=True``) predictions are finite
+            everywhere.
 
         Returns
         -------
-        ndarray, shape (N, out_channels, N_cells)
+        ndarray, shape (N, out_channels, N_cells), or DataArray
+            A DataArray for a DataArray: its coordinates, dim order and cell order, the channel
+            dim keeping its name (its coordinate dropped when out_channels differs; a dim
+            ``"channel"`` is added when the input has none and out_channels > 1).
+
+        Concurrent calls on one network are serialised (evaluation flips the training flag,
+        which is restored before the next call runs), so running statistics, the training flag
+        and every answer are as from a single thread.
         """
         batch_size = check_positive_int(batch_size, "batch_size")
-        xs = self._host_inputs(x, "x")
-        outs = []
-        with _eval_mode(self):
-            run = self._evaluator()
-            for start in range(0, len(xs), batch_size):
-                outs.append(self.backend.to_numpy(run(self._batch(xs[start:start + batch_size]))))
-        if not outs:
-            return np.zeros((0, self.out_channels, self.n_cells), dtype=self.dtype)
-        return np.concatenate(outs, axis=0)
+        return prediction.predict(self, x, batch_size, keep_missing)
 
     # --- files ------------------------------------------------------------------------------
     def save(self, path):
@@ -387,33 +409,3 @@ class Network(NativeModule):
         for name, variable in expected.items():
             net.fw.assign(variable, arrays[name])
         return net
-
-
-class _eval_mode:
-    def __init__(self, net):
-        self.net = net
-
-    def __enter__(self):
-        self.was_training = self.net.training
-        self.net.eval()
-
-    def __exit__(self, *exc):
-        self.net.train(self.was_training)
-
-
-def _to_host(backend, x, name):
-    if x is None:
-        raise TypeError(f"{name} must be an array, got None")
-    if backend.is_native(x):
-        x = backend.to_numpy(x)
-    try:
-        x = np.asarray(x)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be an array of numbers: {err}") from err
-    if x.dtype == np.bool_:
-        x = x.astype(np.float64)  # masks and binary labels
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise TypeError(f"{name} must hold numbers, got dtype {x.dtype}")
-    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return x

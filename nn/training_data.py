@@ -46,15 +46,17 @@ class ArrayData:
                 idx = slice(start, start + batch_size)
             else:
                 idx = order[start:start + batch_size]
-                if isinstance(self.x, LazyArray) or isinstance(self.y, LazyArray):
-                    idx = np.sort(idx)  # lazy stores read sorted indices much faster
             yield self._read(self.x, idx, True), self._read(self.y, idx, False), take_weights(self.w, idx)
 
     def _read(self, part, idx, inputs):
         if not isinstance(part, LazyArray):
             return part[idx]
         name = self.names[0 if inputs else 1]
-        values = part.take(idx)
+        if isinstance(idx, slice):
+            values = part.take(idx)
+        else:  # lazy stores read sorted indices much faster; the batch keeps the shuffled order
+            wanted = np.sort(idx)
+            values = part.take(wanted)[np.searchsorted(wanted, idx)]
         if inputs:
             return self.net._host_inputs(values, name)
         return self.net._host_targets(values, name, len(values))
