@@ -366,9 +366,10 @@ class Network(NativeModule):
             samples at a time; an iterable yields x batches (or tuples whose first item is x).
         batch_size : int
         keep_missing : bool
-            ``True``: NaN in the output at cells where every input channel is NaN (e.g. land),
-            in every output channel. By default (``mask_missing=True``) predictions are finite
-            everywhere.
+            ``True``: NaN in every output channel at cells where the input is NaN in every
+            channel of every sample of ``x`` (a fixed mask such as land; gaps that move between
+            samples, like clouds, are filled). By default (``mask_missing=True``) predictions
+            are finite everywhere.
 
         Returns
         -------

@@ -14,19 +14,18 @@ def predict(net, x, batch_size, keep_missing):
     if not isinstance(keep_missing, bool):
         raise TypeError(f"keep_missing must be True or False, got {keep_missing!r}")
     source = _source(net, x)
-    outs = []
+    outs, seen = [], np.zeros(net.n_cells, dtype=bool)  # seen: cells with a value somewhere
     with network_lock(net), eval_mode(net):
         run = net._evaluator()
-        for i, xb in enumerate(_batches(net, source, batch_size)):
-            out = net.backend.to_numpy(run(net._batch(xb)))
-            if keep_missing and out.ndim == 3:
-                gone = np.all(np.isnan(xb), axis=1)  # (B, N_cells): every input channel missing
-                out = np.where(gone[:, None, :], np.nan, out).astype(out.dtype, copy=False)
-            outs.append(out)
+        for xb in _batches(net, source, batch_size):
+            outs.append(net.backend.to_numpy(run(net._batch(xb))))
+            seen |= ~np.all(np.isnan(xb), axis=(0, 1))
     if outs:
         values = np.concatenate(outs, axis=0)
     else:
         values = np.zeros((0, net.out_channels, net.n_cells), dtype=net.dtype)
+    if keep_missing and values.ndim == 3:
+        values[..., ~seen] = np.nan  # missing in every channel of every sample: land, not clouds
     if isinstance(source, LazyArray) and source.dims is not None:
         return _as_dataarray(source, values)
     return values

@@ -102,13 +102,14 @@ def test_a_dask_dataarray_is_read_batch_by_batch_never_whole():
     assert max(loaded) <= 4, loaded  # each compute reads one batch's chunks
 
 
-def test_predict_keep_missing_puts_nan_back_where_every_input_channel_is_missing():
-    x, _ = data(3, c_in=2)
-    x[:, :, :10] = np.nan  # "land": every channel missing
-    x[:, 0, 10:20] = np.nan  # "clouds": one channel missing
+def test_predict_keep_missing_puts_nan_back_where_the_input_is_always_missing():
+    x, _ = data(5, c_in=2)
+    x[:, :, :10] = np.nan  # "land": every channel of every sample
+    x[:, 0, 10:20] = np.nan  # one channel missing
+    x[:3, :, 20:30] = np.nan  # "clouds": every channel, but only in some samples
     model = net(BACKENDS[0], n_chan_in=2, mask_missing=True)
     assert np.isfinite(model.predict(x)).all()
-    kept = model.predict(as_dataarray(x), keep_missing=True)
+    kept = model.predict(as_dataarray(x, chunks=(2, 2, N_CELLS)), batch_size=2, keep_missing=True)
     assert np.isnan(kept.values[:, :, :10]).all() and np.isfinite(kept.values[:, :, 10:]).all()
 
 
