@@ -149,7 +149,7 @@ class IterableSource:
     def __init__(self, source, name, n_epoch):
         if isinstance(source, (np.ndarray, str, bytes)) or (not callable(source) and not hasattr(source, "__iter__")):
             raise TypeError(f"{name} must be an array, a DataArray or an iterable of batches, got {type(source).__name__}")
-        if n_epoch > 1 and not callable(source) and iter(source) is source:
+        if n_epoch > 1 and not callable(source) and hasattr(source, "__next__"):  # an iterator: read once
             raise ValueError(f"{name} is a one-shot iterator (e.g. a generator), which cannot be read again for "
                              f"each of the {n_epoch} epochs: pass a re-iterable (a list, a DataLoader, a "
                              "tf.data.Dataset, an object with __iter__) or the generator function itself")
