@@ -26,3 +26,14 @@ def test_cosmology_ring(autograd_backend, capsys):
     noise = np.array([r for _, _, r in out["bands_white_noise"]])
     assert np.all((synth > 0.5) & (synth < 2.0))
     assert noise[0] < 0.2 and abs(np.log(synth[0])) < abs(np.log(noise[0]))
+
+
+def test_ocean_gap_filling(autograd_backend, capsys):
+    out = load("ocean_gap_filling").main(["--backend", autograd_backend, "--quick", "--quiet"])
+    printed = capsys.readouterr().out
+    assert "RMSE under clouds" in printed and "DataArray" in printed
+    # Land stays NaN, clouds are filled, the answer sits on the store's cells with its xdggs attributes.
+    assert out["land_kept_nan"] and out["ocean_finite"] and out["same_cells"]
+    assert out["grid_attrs"]["grid_name"] == "healpix" and out["grid_attrs"]["level"] == 4
+    assert np.isfinite(out["rmse_network"]) and out["rmse_climatology"] > 0
+    assert out["train_loss"][-1] < out["train_loss"][0]
