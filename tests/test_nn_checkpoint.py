@@ -63,7 +63,7 @@ def test_resuming_a_checkpoint_gives_the_uninterrupted_run(backend, tmp_path):
     assert len(h_resumed["train_loss"]) == 4
     for key in ("train_loss", "val_loss", "lr"):
         np.testing.assert_allclose(h_resumed[key], h_whole[key], rtol=1e-10, err_msg=key)
-    assert_same_weights(resumed, whole, rtol=1e-10)
+    assert_same_weights(resumed, whole, rtol=1e-10, atol=1e-9)  # atol: biases ahead of batch norm are round-off
     assert resumed.normalization is not None
     np.testing.assert_allclose(resumed.normalization["x_mean"], x.mean(axis=(0, 2)), rtol=1e-10)
     np.testing.assert_allclose(resumed.normalization["y_std"], y.std(axis=(0, 2)), rtol=1e-10)
