@@ -37,15 +37,16 @@ def run_case(case, backend, reps):
     t0 = time.perf_counter()
     net = HealpixUNet(nside, 6, [16, 32, 64], cell_ids=ids, backend=backend)
     build = time.perf_counter() - t0
-    step = net.fw.trainer(net, net.default_loss(), 1e-3, 1e-5)
+    optimiser = net.fw.optimizer(net, "adam", 1e-3, 1e-5, 0.0)
+    step = net.fw.trainer(net, net.default_loss(), optimiser)
     xb, yb = net.backend.asarray(x), net.backend.asarray(y)
     t0 = time.perf_counter()
-    step(xb, yb)
+    step(xb, yb, None)
     first = time.perf_counter() - t0
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        step(xb, yb)
+        step(xb, yb, None)
         times.append(time.perf_counter() - t0)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {"case": case, "backend": backend, "n_cells": n, "build_s": build, "first_step_s": first,

@@ -9,7 +9,8 @@ import numpy as np
 from foscat_core._files import atomic_write
 
 FORMAT = "foscat_core.nn"
-VERSION = 1
+VERSION = 2  # 2 added the normalisation states ``data_norm.*``; version 1 files load with none set
+READABLE = (1, 2)
 _HEADER, _CELLS = "__header__", "__cell_ids__"
 
 
@@ -24,7 +25,8 @@ def write_weights(path, class_name, config, cell_ids, arrays):
 
 
 def read_weights(path, class_name):
-    """``(config, cell_ids, arrays)`` from a file written for ``class_name``; ValueError otherwise."""
+    """``(config, cell_ids, arrays, version)`` from a file written for ``class_name``; ValueError
+    otherwise."""
     try:
         with np.load(os.fspath(path), allow_pickle=False) as data:
             contents = {key: data[key] for key in data.files}
@@ -33,10 +35,10 @@ def read_weights(path, class_name):
     if _HEADER not in contents:
         raise ValueError(f"{path} is not a foscat_core network file (no header)")
     header = json.loads(str(contents.pop(_HEADER)))
-    if header.get("format") != FORMAT or header.get("version") != VERSION:
+    if header.get("format") != FORMAT or header.get("version") not in READABLE:
         raise ValueError(f"{path}: format {header.get('format')!r} version {header.get('version')!r}, "
-                         f"this library reads {FORMAT!r} version {VERSION}")
+                         f"this library reads {FORMAT!r} versions {READABLE}")
     if header.get("class") != class_name:
         raise ValueError(f"{path} holds a {header.get('class')}, not a {class_name}; load it with that class")
     cell_ids = contents.pop(_CELLS, None)
-    return header["config"], cell_ids, contents
+    return header["config"], cell_ids, contents, header["version"]
