@@ -58,3 +58,29 @@ def assert_close(actual, reference, dtype):
     scale = max(1.0, float(np.max(np.abs(reference))))
     err = float(np.max(np.abs(actual.astype(np.float64) - reference))) / scale
     assert err <= TOLERANCE[dtype], f"max relative error {err:.3e} > {TOLERANCE[dtype]:.0e}"
+
+
+_OPERATORS = {}
+
+
+def cached_funct(backend, **kw):
+    """A scattering operator per (backend, settings), built once per test session: its stencil
+    pyramid is the slow part."""
+    from foscat_core.scattering import funct
+
+    key = (backend, tuple(sorted(kw.items())))
+    if key not in _OPERATORS:
+        _OPERATORS[key] = funct(backend=backend, **kw)
+    return _OPERATORS[key]
+
+
+def load_example(name):
+    """The module of ``examples/<name>.py`` (examples are scripts, not a package)."""
+    from pathlib import Path
+    import importlib.util as util
+
+    path = Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
+    spec = util.spec_from_file_location(f"example_{name}", path)
+    module = util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

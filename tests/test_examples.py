@@ -1,20 +1,9 @@
 """Every example runs (in a quick mode) so none can rot."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from conftest import AUTOGRAD_BACKENDS
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_example as load
 
 
 def test_quickstart(capsys):

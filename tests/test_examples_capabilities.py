@@ -1,20 +1,10 @@
 """The capability examples (segmentation, scattering statistics, inpainting, hybrid prior) run in
 their quick mode on every autograd backend, print what they claim and return sensible numbers."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_example as load
 
 
 def test_segmentation(autograd_backend, capsys):

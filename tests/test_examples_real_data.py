@@ -1,19 +1,9 @@
 """The real-data examples (ocean gap filling from an xdggs zarr store, RING cosmology maps) run in
 their quick mode on every autograd backend and show what they claim."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_example as load
 
 
 def test_cosmology_ring(autograd_backend, capsys):

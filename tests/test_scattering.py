@@ -4,21 +4,14 @@ import healpy as hp
 import numpy as np
 import pytest
 
+from conftest import cached_funct
 from foscat_core import SphericalStencil, down
 from foscat_core.scattering import ScatteringStatistics, funct
 from foscat_core.scattering.wavelets import conv_kernel, morlet_bank
 
 NSIDE = 8
 NPIX = 12 * NSIDE**2
-_OPS = {}
-
-
-def get_op(backend, **kw):
-    """Operators are cached per test module so their stencil pyramids are built once."""
-    key = (backend, tuple(sorted(kw.items())))
-    if key not in _OPS:
-        _OPS[key] = funct(backend=backend, **kw)
-    return _OPS[key]
+get_op = cached_funct
 
 
 def disc_ids(nside=NSIDE, radius_deg=40.0):

@@ -5,19 +5,15 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from conftest import BACKENDS, to_numpy
+from conftest import BACKENDS, cached_funct, to_numpy
 from foscat_core.scattering import funct
 
 NSIDE = 8
 NPIX = 12 * NSIDE**2
-_OPS = {}
 
 
 def get_op(backend, **kw):
-    key = (backend, tuple(sorted(kw.items())))
-    if key not in _OPS:
-        _OPS[key] = funct(KERNELSZ=3, NORIENT=2, backend=backend, **kw)
-    return _OPS[key]
+    return cached_funct(backend, KERNELSZ=3, NORIENT=2, **kw)
 
 
 def assert_same_stats(actual, reference, rtol=1e-9):
