@@ -8,8 +8,9 @@ from foscat_core.backends import backend_of
 from foscat_core.xarray_io import cells_last, grid_of, is_dataarray, like
 
 
-def host_array(x, name):
-    """``x`` (NumPy data, list, torch or TensorFlow tensor) as a NumPy array, checked real and finite."""
+def host_array(x, name, allow_bool=False):
+    """``x`` (NumPy data, list, torch or TensorFlow tensor) as a NumPy array, checked real and finite
+    (booleans only with ``allow_bool``)."""
     owner = backend_of(x)
     if owner is not None:
         x = owner.to_numpy(x)
@@ -17,7 +18,8 @@ def host_array(x, name):
         arr = np.asarray(x)
     except (TypeError, ValueError) as err:
         raise TypeError(f"{name} must be an array of real numbers, got {type(x).__name__}: {err}") from err
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+    real = np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    if not (real or (allow_bool and arr.dtype == bool)):
         raise TypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
     if arr.size == 0:
         raise ValueError(f"{name} must hold at least one value, got shape {arr.shape}")
@@ -25,6 +27,11 @@ def host_array(x, name):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name} must be finite, got {bad} NaN or infinite value(s)")
     return arr
+
+
+def gradient_mask(mask, name="grd_mask"):
+    """``mask`` (0/1 numbers or booleans, True = free) as a finite float64 NumPy array."""
+    return host_array(mask, name, allow_bool=True).astype(np.float64)
 
 
 def positive_int(value, name):
@@ -48,10 +55,10 @@ def free_entries(shape, grd_mask, idx_grd):
     size = int(np.prod(shape))
     weight = np.ones(size, dtype=np.float64)
     if grd_mask is not None:
-        mask = host_array(grd_mask, "grd_mask")
+        mask = gradient_mask(grd_mask)
         if mask.shape != tuple(shape):
             raise ValueError(f"grd_mask must have the shape of in_x {tuple(shape)}, got {mask.shape}")
-        weight = mask.astype(np.float64).ravel()
+        weight = mask.ravel()
     moving = weight != 0.0
     if idx_grd is not None:
         idx = host_array(idx_grd, "idx_grd")
@@ -88,7 +95,7 @@ def dataarray_start(in_x, grd_mask):
             raise ValueError(f"grd_mask must have in_x's dims {in_x.dims}, got {grd_mask.dims}")
         grd_mask = np.asarray(grd_mask.transpose(*dims).values)
     elif grd_mask is not None:
-        grd_mask = host_array(grd_mask, "grd_mask")
+        grd_mask = gradient_mask(grd_mask)
         if grd_mask.shape != tuple(in_x.shape):
             raise ValueError(f"grd_mask must have the shape of in_x {tuple(in_x.shape)} (dims {in_x.dims}), "
                              f"got {grd_mask.shape}")

@@ -8,6 +8,7 @@ import scipy.optimize
 from tqdm.auto import tqdm
 
 from ._checks import dataarray_start, free_entries, host_array, positive_float, positive_int
+from ._finite import FiniteGuard
 from .loss import Loss
 
 SYNTHESIS_BACKENDS = ("torch", "tensorflow")
@@ -72,7 +73,7 @@ class Synthesis:
         self.info = []
         self.track = []
         self.result = None
-        self._last = None  # (vector, total, per-loss values) of the latest evaluation
+        self._last = None  # (vector, total, per-loss values, gradient of the free entries) of the latest evaluation
         self._graphs = {}  # TensorFlow: dtype -> compiled value-and-gradient (False: run eagerly)
 
     # --- one evaluation ------------------------------------------------------------------------
@@ -208,8 +209,8 @@ class Synthesis:
             Accepted for compatibility with the reference library's signature and checked to be
             positive; batches are driven by :class:`Loss` (``batch`` / ``batch_update``).
         grd_mask : array_like or xarray.DataArray, shape of ``in_x``, optional
-            Multiplies the gradient (typically 0/1): entries where it is 0 are frozen and come
-            back exactly as in ``in_x``.
+            Multiplies the gradient (typically 0/1 or booleans, True = free): entries where it is
+            0 (False) are frozen and come back exactly as in ``in_x``.
         idx_grd : array_like of int, shape (M,), optional
             Only these cells (indices along the last axis of ``in_x``) move; combined with
             ``grd_mask`` when both are given.
@@ -235,14 +236,24 @@ class Synthesis:
             The synthesised map, in ``in_x``'s floating dtype (float64 for integer input); a
             DataArray with ``in_x``'s dims, coordinates and attributes for a DataArray ``in_x``. A
             ``KeyboardInterrupt`` (Ctrl-C) during the optimisation stops it and returns the last
-            accepted map.
+            accepted map. The map returned is always one where every loss and the gradient
+            were finite (see Warns).
 
         Raises
         ------
         TypeError, ValueError
             Bad ``in_x`` (not real numbers, empty, NaN or infinite), bad arguments, a loss that
-            returns something other than a backend scalar, a loss with no gradient, or a
-            non-finite loss at the start.
+            returns something other than a backend scalar, a loss with no gradient, or a loss or
+            gradient that is NaN or infinite at ``in_x`` (the message names which).
+
+        Warns
+        -----
+        RuntimeWarning
+            When a loss or the gradient was NaN or infinite at some point L-BFGS-B tried: that
+            point was rejected (given a large finite loss, so the line search backed off) and the
+            run went on from finite points; the warning names the first iteration and loss
+            concerned. The same when a refreshed batch makes the start of a restart non-finite:
+            the run stops there and returns the map reached so far.
         """
         in_x, grd_mask, wrap = dataarray_start(in_x, grd_mask)
         x0 = host_array(in_x, "in_x")
@@ -272,12 +283,22 @@ class Synthesis:
         bar = tqdm(total=NUM_EPOCHS * NUM_STEP_BIAS, desc=MESSAGE.strip() or "synthesis", disable=not verbose, leave=False)
         iteration = 0
         t_start = time.perf_counter()
+        guard = FiniteGuard([loss.name for loss in self.loss_class])
+        accepted = {}  # the last accepted point of the current restart: v, f, g
 
-        def evaluate(v):
+        def evaluate_raw(v):
             full[free] = v
             total, per_loss, grad = self._value_and_grad(full, shape)
-            self._last = (v.copy(), total, per_loss)
-            return total, grad[free] * weight
+            self._last = (v.copy(), total, per_loss, grad[free] * weight)
+            return total, self._last[3]
+
+        def evaluate(v):  # what scipy sees: a non-finite point is pushed back, never accepted
+            total, g = evaluate_raw(v)
+            what = guard.describe(total, self._last[2], g)
+            if what is None:
+                return total, g
+            guard.record(iteration + 1, what)
+            return guard.penalty(accepted["f"]), accepted["g"]
 
         def report(v, total, per_loss, restart):
             if KEEP_TRACK is not None and KEEP_TRACK is not False:
@@ -304,25 +325,30 @@ class Synthesis:
                 if restart > 0 and any(loss.batched for loss in self.loss_class):
                     self._graphs = {}  # a traced graph holds the previous batch
                 v0 = full[free].copy()
-                total0, _ = evaluate(v0)
-                if not np.isfinite(total0):
-                    where = "in_x" if restart == 0 else f"the start of restart {restart}"
-                    raise ValueError(f"the loss at {where} is not finite: {total0}")
+                total0, g0 = evaluate_raw(v0)
+                what = guard.describe(total0, self._last[2], g0)
+                if what is not None and restart == 0:
+                    raise ValueError(f"the objective at in_x is not finite ({what}): nothing to optimise from; "
+                                     "check the loss and in_x")
+                if what is not None:  # a refreshed batch: keep the map reached so far
+                    guard.record(iteration, f"at the start of restart {restart}, {what}")
+                    break
                 history.append(total0)
                 if iteration % EVAL_FREQUENCY == 0:
                     report(v0, total0, self._last[2], restart)
-                accepted = {"v": v0, "f": total0}
+                accepted.update(v=v0, f=total0, g=g0)
 
                 def callback(intermediate_result):
                     nonlocal iteration
                     v, f = intermediate_result.x, float(intermediate_result.fun)
                     if self._last is not None and np.array_equal(self._last[0], v):
-                        per_loss = self._last[2]
+                        per_loss, g = self._last[2], self._last[3]
                     else:  # scipy evaluated elsewhere since: recompute the accepted point
-                        f, per_loss = evaluate(v)[0], self._last[2]
+                        f, g = evaluate(v)
+                        per_loss = self._last[2]
                     iteration += 1
                     history.append(f)
-                    accepted["v"], accepted["f"] = v.copy(), f
+                    accepted.update(v=v.copy(), f=f, g=g)
                     bar.update(1)
                     if verbose:
                         bar.set_postfix(loss=f"{f:.4e}")
@@ -340,6 +366,7 @@ class Synthesis:
                 # L-BFGS-B may end on an evaluation that failed its line search: keep the last accepted point.
                 if np.isfinite(result.fun) and result.fun <= accepted["f"]:
                     full[free] = result.x
+                    accepted["f"] = float(result.fun)
                 else:
                     full[free] = accepted["v"]
                 bar.update(NUM_EPOCHS * (restart + 1) - bar.n)  # iterations skipped by an early stop
@@ -349,6 +376,7 @@ class Synthesis:
         finally:
             bar.close()
             self.history = np.asarray(history, dtype=np.float64)
+        guard.warn(accepted["f"])
         out_dtype = x0.dtype if np.issubdtype(x0.dtype, np.floating) else np.float64
         out = full.reshape(shape).astype(out_dtype)
         return out if wrap is None else wrap(out)

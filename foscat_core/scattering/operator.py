@@ -15,7 +15,7 @@ from .compute import assemble, scale_indices, scattering_scales
 from .pyramid import build_levels, count_scales, level_filter, mask_pyramid
 from .settings import OperatorSettings, hash_array
 from .statistics import ScatteringStatistics
-from .wavelets import conv_kernel
+from .wavelets import check_lambda, conv_kernel
 
 NORMS = (None, "self", "auto")
 
@@ -85,7 +85,7 @@ class ScatteringCovariance:
                  gauge_type="phi", nside=None, cell_ids=None, nest=True):
         self.KERNELSZ = check_kernel_size(KERNELSZ, "KERNELSZ")
         self.NORIENT = check_positive_int(NORIENT, "NORIENT")
-        self.LAMBDA = float(LAMBDA)
+        self.LAMBDA = check_lambda(LAMBDA)
         if isinstance(JmaxDelta, bool) or not isinstance(JmaxDelta, numbers.Integral) or JmaxDelta < 0:
             raise ValueError(f"JmaxDelta must be a non-negative integer, got {JmaxDelta!r}")
         self.JmaxDelta = int(JmaxDelta)
@@ -96,7 +96,7 @@ class ScatteringCovariance:
         if gauge_type not in GAUGE_TYPES:
             raise ValueError(f"gauge_type must be one of {GAUGE_TYPES}, got {gauge_type!r}")
         self.gauge_type = gauge_type
-        self._kernel_host = conv_kernel(self.KERNELSZ, self.NORIENT, self.LAMBDA)  # validates LAMBDA
+        self._kernel_host = conv_kernel(self.KERNELSZ, self.NORIENT, self.LAMBDA)
         self._kernel_native = None
         self._pyramids = {}
         self._domains = {}

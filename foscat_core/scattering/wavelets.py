@@ -22,6 +22,7 @@ from one scale to the next.
 """
 
 import math
+import numbers
 
 import numpy as np
 
@@ -43,12 +44,19 @@ def tap_offsets(kernel_sz):
     return (j - k // 2).reshape(-1).astype(np.float64), (k // 2 - i).reshape(-1).astype(np.float64)
 
 
-def envelope_width(kernel_sz, lam):
-    """Gaussian width ``sigma = LAMBDA * (K // 2) / 2`` in pixels."""
+def check_lambda(lam, name="LAMBDA"):
+    """``lam`` as a float after checking it is a positive finite real number (not a bool or a string)."""
+    if isinstance(lam, (bool, np.bool_)) or not isinstance(lam, numbers.Real):
+        raise TypeError(f"{name} must be a positive finite number, got {type(lam).__name__} {lam!r}")
     lam = float(lam)
     if not math.isfinite(lam) or lam <= 0:
-        raise ValueError(f"LAMBDA must be a positive finite number, got {lam!r}")
-    return lam * (check_kernel_size(kernel_sz) // 2) / 2.0
+        raise ValueError(f"{name} must be a positive finite number, got {lam!r}")
+    return lam
+
+
+def envelope_width(kernel_sz, lam):
+    """Gaussian width ``sigma = LAMBDA * (K // 2) / 2`` in pixels."""
+    return check_lambda(lam) * (check_kernel_size(kernel_sz) // 2) / 2.0
 
 
 def morlet_bank(kernel_sz, n_orient, lam=1.2):
