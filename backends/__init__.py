@@ -78,14 +78,21 @@ def get_backend(name=None, device=None):
     ----------
     name : {"numpy", "torch", "tensorflow"}, optional
     device : str, optional
-        Framework device such as ``"cpu"``, ``"cuda:1"`` or ``"/GPU:0"``; default: the GPU
-        when the framework sees one, else the CPU.
+        Framework device such as ``"cpu"``, ``"cuda:1"`` (torch) or ``"/GPU:0"`` (TensorFlow);
+        default: the GPU when the framework sees one, else the CPU. It must exist on this
+        machine: nothing falls back to the CPU silently.
 
     Returns
     -------
     Backend
         One shared instance per ``(name, device)``: asking twice returns the same object. The
         framework is imported on the first request only.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``name``, a malformed device name, or a device the framework does not
+        see (the message lists those it does, e.g. ``['cpu']``).
 
     Examples
     --------

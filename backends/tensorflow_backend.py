@@ -21,8 +21,33 @@ def _tf():
     return tf
 
 
+def check_device(tf, device):
+    """``device`` checked against ``tf.config.list_logical_devices()``; returned as ``"/TYPE:index"``
+    (as given when it names a job or task). TensorFlow would otherwise place ops on the CPU
+    silently when a GPU is missing, or fail later with an unrelated message."""
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a TensorFlow device name such as '/CPU:0' or '/GPU:0', "
+                        f"got {type(device).__name__}")
+    if device.strip().lower().split(":")[0] in ("cuda", "mps", "xpu"):
+        raise ValueError(f"device {device!r} is a torch device name; TensorFlow names GPUs '/GPU:0', '/GPU:1'...")
+    names = [d.name for d in tf.config.list_logical_devices()]
+    try:
+        spec = tf.DeviceSpec.from_string(device)
+    except ValueError:
+        spec = None
+    if spec is None or spec.device_type is None:
+        raise ValueError(f"device must be a TensorFlow device name such as '/CPU:0' or '/GPU:0' "
+                         f"(this machine has {names}), got {device!r}")
+    kind, index = spec.device_type.upper(), spec.device_index or 0
+    if f"/device:{kind}:{index}" not in names:
+        raise ValueError(f"device {device!r} does not exist on this machine; "
+                         f"tf.config.list_logical_devices() gives {names}")
+    return device if (spec.job, spec.replica, spec.task) != (None, None, None) else f"/{kind}:{index}"
+
+
 class TensorflowBackend(Backend):
-    """TensorFlow tensors; ``device`` such as ``"/CPU:0"`` or ``"/GPU:0"`` (default: TF's placement)."""
+    """TensorFlow tensors; ``device`` such as ``"/CPU:0"`` or ``"/GPU:0"`` (default: the first GPU, else
+    the CPU); a device TensorFlow does not list is a ``ValueError`` (see :func:`check_device`)."""
 
     name = "tensorflow"
     has_autograd = True
@@ -33,6 +58,8 @@ class TensorflowBackend(Backend):
         self.xp = TensorflowNamespace(tf)
         if device is None:
             device = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
+        else:
+            device = check_device(tf, device)
         self.device = device
 
     def __repr__(self):

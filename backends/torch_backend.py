@@ -20,8 +20,45 @@ def _torch():
     return torch
 
 
+_ACCELERATORS = ("cuda", "xpu", "mps")  # device types with a torch.<type> module telling what exists
+
+
+def available_devices(torch):
+    """Names of the devices this torch sees, e.g. ``['cpu', 'cuda:0', 'cuda:1']`` (``meta`` always exists too)."""
+    names = ["cpu"]
+    for kind in _ACCELERATORS:
+        module = getattr(torch, kind, None)
+        if module is not None and module.is_available():
+            count = module.device_count() if hasattr(module, "device_count") else 1
+            names += [kind] if kind == "mps" else [f"{kind}:{i}" for i in range(count)]
+    return names
+
+
+def check_device(torch, device):
+    """``device`` as a ``torch.device`` after checking it exists here: a missing GPU is a ``ValueError``
+    now, not an ``AssertionError`` at the first tensor, and never a silent fallback to the CPU."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0', got {device!r}") from err
+    if dev.type == "meta":  # shapes only, on every machine
+        return dev
+    if dev.type == "cpu" and dev.index == 0:
+        return torch.device("cpu")  # CPU tensors report "cpu": "cpu:0" would never match them
+    module = getattr(torch, dev.type, None)
+    present = module is not None and callable(getattr(module, "is_available", None)) and module.is_available()
+    if present and dev.index is not None:
+        count = module.device_count() if hasattr(module, "device_count") else 1
+        present = dev.index < count
+    if not present:
+        raise ValueError(f"device {device!r} does not exist on this machine; torch sees "
+                         f"{available_devices(torch)} (and 'meta')")
+    return dev
+
+
 class TorchBackend(Backend):
-    """PyTorch arrays on ``device`` (default: CUDA when available, else CPU)."""
+    """PyTorch arrays on ``device`` (default: CUDA when available, else CPU); a device that does not
+    exist here is a ``ValueError`` (see :func:`check_device`)."""
 
     name = "torch"
     has_autograd = True
@@ -34,10 +71,7 @@ class TorchBackend(Backend):
         self.xp = torch_xp
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            self.device = torch.device(device)
-        except (RuntimeError, TypeError) as err:
-            raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0', got {device!r}") from err
+        self.device = check_device(torch, device)
         self._contract = make_contract(torch)
 
     def __repr__(self):
