@@ -44,6 +44,9 @@ def test_torch_cuda_index_checked_against_the_device_count(monkeypatch):
     with pytest.raises(ValueError, match=r"'cuda:3' does not exist .* \['cpu', 'cuda:0', 'cuda:1'\]"):
         check_device(torch, "cuda:3")
     assert check_device(torch, "cuda:1") == torch.device("cuda:1")
+    # An index-less "cuda" is the current device, as its tensors report it ("cuda:0", not "cuda").
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert check_device(torch, "cuda") == torch.device("cuda:1")
 
 
 @needs_torch
