@@ -215,6 +215,8 @@ def stencil_contract(tf, xt, wr, op):
         def one(xb):
             return sparse_matmul(tf, op, a, tf.reshape(tf.linalg.matmul(xb, wr), (n_in * n_points, c_out)))
 
+    if batch == 0:  # an empty batch: tf.stack([]) would lose the (N_out, C_out) dims
+        return tf.zeros((0, n_out, c_out), dtype=xt.dtype)
     if batch == 1:
         return tf.expand_dims(one(xt[0]), 0)
     return tf.stack([one(xb) for xb in tf.unstack(xt, num=int(batch))], axis=0)

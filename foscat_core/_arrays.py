@@ -1,6 +1,10 @@
 """Turning user input into backend arrays with clear errors (shared by the ops)."""
 
+import numpy as np
+
 from foscat_core.backends import backend_of
+
+COMPLEX_HINT = "the library works on real maps: pass the real and imaginary parts as separate maps, or abs()"
 
 
 def as_backend_array(backend, x, name, dtype=None):
@@ -9,9 +13,12 @@ def as_backend_array(backend, x, name, dtype=None):
     Host data (NumPy arrays, lists, scalars) is converted to ``dtype`` on every backend alike.
     A framework tensor must belong to ``backend`` and already have ``dtype``: a tensor is never
     cast or moved between frameworks behind the user's back (that would cut its autograd graph).
+    Complex data is a ``TypeError`` on every backend (a cast would drop the imaginary part).
     """
     owner = backend_of(x)
     if owner is not None:
+        if owner.dtype_name(x).startswith("complex"):
+            raise TypeError(f"{name} is complex ({owner.dtype_name(x)}); {COMPLEX_HINT}")
         if owner.name != backend.name:
             raise TypeError(
                 f"{name} is a {owner.name} tensor but this operation runs on the {backend.name!r} "
@@ -24,10 +31,19 @@ def as_backend_array(backend, x, name, dtype=None):
             return backend.asarray(x)
         except ValueError as err:  # e.g. a tensor on another device
             raise ValueError(f"{name}: {err}") from err
+    if _is_complex(x):
+        raise TypeError(f"{name} is complex ({np.asarray(x).dtype}); {COMPLEX_HINT}")
     try:
         return backend.asarray(x, dtype=dtype)
     except (TypeError, ValueError) as err:
         raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__}: {err}") from err
+
+
+def _is_complex(x):
+    try:
+        return np.iscomplexobj(x)
+    except (TypeError, ValueError):  # not array-like: the conversion that follows says so
+        return False
 
 
 def check_cells_axis(x, n_cells, name, what):

@@ -45,12 +45,12 @@ def check_cell_ids(cell_ids, nside, name="cell_ids"):
     if hasattr(cell_ids, "numpy") and not isinstance(cell_ids, np.ndarray):
         cell_ids = cell_ids.numpy() if not hasattr(cell_ids, "detach") else cell_ids.detach().cpu().numpy()
     arr = np.asarray(cell_ids)
+    if arr.size == 0:  # before the dtype check: an empty list is float64 for NumPy
+        raise ValueError(f"{name} must hold at least one cell, got an empty array of shape {arr.shape}")
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{name} must hold integer NESTED cell ids, got dtype {arr.dtype}")
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} must hold at least one cell")
     npix = 12 * nside * nside
     lo, hi = int(arr.min()), int(arr.max())
     if lo < 0 or hi >= npix:

@@ -87,15 +87,24 @@ class SphericalStencil:
 
         Parameters
         ----------
-        maps : native array, shape (L, N)
-            Maps on the stencil's cells, already on its backend and dtype.
-        bank : native array, shape (C, P)
-            Kernel ``c`` over the taps, laid out as in :meth:`conv`.
+        maps : array, shape (L, N)
+            Real maps on the stencil's cells: NumPy data (converted to the stencil's dtype) or a
+            tensor of the stencil's backend with its dtype (never cast). ``L = 0`` gives an empty
+            result.
+        bank : array, shape (C, P), C >= 1
+            Kernel ``c`` over the P = K*K taps, laid out as in :meth:`conv`; same rules as ``maps``.
 
         Returns
         -------
         native array, shape (L, C, N)
-            ``out[l, c] == conv(maps[:, None], bank.T[None])[l, c]`` up to rounding.
+            ``out[l, c] == conv(maps[:, None], bank[None])[l, c]`` up to rounding.
+
+        Raises
+        ------
+        TypeError
+            ``maps`` or ``bank`` is complex, not numeric, of another framework or another dtype.
+        ValueError
+            A shape other than the ones above.
 
         Examples
         --------
@@ -107,6 +116,14 @@ class SphericalStencil:
         >>> out.shape, bool(np.allclose(out[:, 1], 2 * maps))
         ((3, 2, 48), True)
         """
+        maps = as_backend_array(self.backend, maps, "maps", self.dtype)
+        bank = as_backend_array(self.backend, bank, "bank", self.dtype)
+        if len(maps.shape) != 2 or maps.shape[1] != self.n_cells:
+            raise ValueError(f"maps must have shape (L, {self.n_cells}): L maps on the stencil's cells at "
+                             f"nside={self.nside}, got shape {tuple(maps.shape)}")
+        if len(bank.shape) != 2 or bank.shape[1] != self.n_points or bank.shape[0] == 0:
+            raise ValueError(f"bank must have shape (C, {self.n_points}): C >= 1 kernels of K*K={self.n_points} taps, "
+                             f"got shape {tuple(bank.shape)}")
         if self._depthwise is None:
             self._depthwise = DepthwiseFilter(self)
         return self._depthwise.filter(maps, bank)
@@ -168,8 +185,9 @@ class SphericalStencil:
             see :mod:`foscat_core.xarray_io`) must be on the stencil's grid: same nside, same
             cells in the same order; its cell dimension (the one carrying ``cell_ids``) may be
             anywhere and is moved last, the other two dims are taken as (B, C_in) in their order.
+            Real values; ``C_in >= 1``; ``B = 0`` gives an empty result on every backend.
         w : array, shape (C_in, C_out, P) or, with G gauges, (C_in, C_out_g, P) shared by all
-            gauges or (G, C_in, C_out_g, P) one kernel per gauge.
+            gauges or (G, C_in, C_out_g, P) one kernel per gauge; real, ``C_out >= 1``.
 
         Returns
         -------
@@ -209,6 +227,10 @@ class SphericalStencil:
         else:
             raise ValueError(f"w must have shape (C_in, C_out, P) or (G, C_in, C_out, P), got {tuple(w.shape)}")
         c_w, c_out, n_taps = (int(s) for s in per_gauge[0].shape)
+        if c_in == 0:
+            raise ValueError(f"x must have at least one input channel, got shape {tuple(x.shape)}")
+        if c_out == 0:
+            raise ValueError(f"w must have at least one output channel (C_out >= 1), got shape {tuple(w.shape)}")
         if c_w != c_in:
             raise ValueError(f"w has {c_w} input channels but x has {c_in} (w shape {tuple(w.shape)}, x shape {tuple(x.shape)})")
         if n_taps != self.n_points:

@@ -57,10 +57,12 @@ class DepthwiseFilter:
         Returns
         -------
         native array, shape (L, C, N)
-            ``out[l, c] == stencil.conv(maps[:, None], bank.T[None])[l, c]`` up to rounding.
+            ``out[l, c] == stencil.conv(maps[:, None], bank[None])[l, c]`` up to rounding.
         """
         xp = self.backend.xp
         n_maps, n, p = int(maps.shape[0]), self.n_cells, self.n_points
+        if n_maps == 0:  # (0, 1, N) * (1, C, 1): the empty result, on maps' device and dtype
+            return xp.expand_dims(maps, axis=1) * xp.reshape(bank[:, :1], (1, int(bank.shape[0]), 1))
         xt = xp.expand_dims(xp.permute_dims(maps, (1, 0)), axis=0)  # (1, N, L): maps as channels
         interp = self.backend.stencil_contract(xt, self._identity(n_maps), self.op)  # (1, P*N, L)
         out = xp.matmul(bank, xp.reshape(interp, (p, n * n_maps)))  # (C, N*L)

@@ -212,7 +212,7 @@ class Norm(NativeModule):
 
     def _batch(self, x):
         xp = self.backend.xp
-        if not self.training:
+        if not self.training or x.shape[0] == 0:  # an empty batch has no statistics: keep the running ones
             mean, var = self.running_mean, self.running_var
             return (x - xp.reshape(mean, (1, -1, 1))) / xp.sqrt(xp.reshape(var, (1, -1, 1)) + self.eps)
         mean = xp.mean(x, axis=(0, 2), keepdims=True)

@@ -101,12 +101,14 @@ def companion_values(v, name, domain):
 
 
 def maps(bk, v, name, dtype):
-    """``v`` as a native ``(B, N)`` array of ``dtype``, checked finite."""
+    """``v`` as a native ``(B, N)`` array of ``dtype`` (real, B >= 1), checked finite."""
     v = as_backend_array(bk, v, name, dtype)
     if len(v.shape) == 1:
         v = bk.xp.reshape(v, (1, int(v.shape[0])))
     elif len(v.shape) != 2:
         raise ValueError(f"{name} must have shape (N,) or (B, N), got shape {tuple(v.shape)}")
+    if v.shape[0] == 0:  # statistics are averages per map: none of zero maps
+        raise ValueError(f"{name} must hold at least one map, got shape {tuple(v.shape)}")
     check_finite(bk, v, name)
     return v
 

@@ -198,7 +198,8 @@ class ScatteringCovariance:
             Maps in the ``nest`` ordering (a 1-D map is a batch of one, B = 1): a full sky (nside
             inferred from N unless given), the cells ``cell_ids`` at ``nside``, or the operator's
             domain. Host data is converted to ``all_type``; a framework tensor must already be of
-            the operator's backend and dtype (gradients flow through it). Every cell must be finite:
+            the operator's backend and dtype (gradients flow through it). Real values (complex is a
+            ``TypeError``) and at least one map (B >= 1). Every cell must be finite:
             NaN or inf is a ``ValueError`` (give missing cells a finite value and weight 0 in
             ``mask``). A DataArray (xdggs convention) brings its grid (nside, ``cell_ids``,
             ordering), which must be the operator's domain when it has one; its cell dimension
