@@ -7,6 +7,7 @@ gave (``None`` means the full sky, ids ``0 .. 12*nside**2 - 1`` in order). Index
 import numpy as np
 
 from ._validation import check_cell_ids, check_nside
+from .memory_budget import require_full_sky_ids
 
 
 class Domain:
@@ -17,7 +18,9 @@ class Domain:
     nside : int
         Power of two in ``[1, 2**29]``.
     cell_ids : array_like of int, shape (N,), optional
-        Unique NESTED ids; any order, which every output keeps. ``None`` = full sky.
+        Unique NESTED ids; any order, which every output keeps. ``None`` = full sky (its
+        ``12 * nside**2`` int64 ids are held in memory: a ``ValueError`` says so at once when
+        they cannot fit).
 
     Examples
     --------
@@ -30,6 +33,7 @@ class Domain:
         self.nside = check_nside(nside)
         self.npix = 12 * self.nside * self.nside
         if cell_ids is None:
+            require_full_sky_ids(self.nside)
             self.cell_ids = np.arange(self.npix, dtype=np.int64)
             self.is_full_sky = True
         else:
@@ -86,8 +90,9 @@ class Domain:
         """The finer domain holding the 4 NESTED children of every cell, in this domain's order."""
         if 2 * self.nside > 2**29:
             raise ValueError("nside 2**29 has no finer level")
-        kids = (self.cell_ids[:, None] * 4 + np.arange(4, dtype=np.int64)).reshape(-1)
-        return Domain(2 * self.nside, None if self.is_full_sky else kids)
+        if self.is_full_sky:
+            return Domain(2 * self.nside)
+        return Domain(2 * self.nside, (self.cell_ids[:, None] * 4 + np.arange(4, dtype=np.int64)).reshape(-1))
 
     def child_table(self, parent):
         """Positions of each parent cell's children in this domain.
@@ -110,6 +115,8 @@ class Domain:
 
     def groups_are_contiguous(self):
         """True when every parent's 4 children sit together, in order: then a reshape replaces a gather."""
+        if self.is_full_sky:  # no pass over (and no temporaries of) every cell of the sky
+            return True
         ids = self.cell_ids
         if ids.size % 4:
             return False

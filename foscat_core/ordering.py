@@ -9,6 +9,7 @@ core's own rule (outputs follow the order of ``cell_ids``).
 import numpy as np
 
 from ._validation import check_cell_ids, check_nside
+from .memory_budget import require_full_sky_ids
 
 
 def check_nest(nest, name="nest"):
@@ -46,6 +47,8 @@ def nested_cell_ids(nside, cell_ids=None, nest=True, name="cell_ids"):
         return None if cell_ids is None else check_cell_ids(cell_ids, nside, name)
     import healpy as hp
 
+    if cell_ids is None:
+        require_full_sky_ids(nside, copies=2)  # the RING ids and their NESTED image
     ring = np.arange(12 * nside * nside, dtype=np.int64) if cell_ids is None else check_cell_ids(cell_ids, nside, name)
     return np.asarray(hp.ring2nest(nside, ring), dtype=np.int64)
 

@@ -5,8 +5,9 @@ import numpy as np
 from foscat_core.backends import resolve_backend
 
 from ._arrays import as_backend_array, check_cells_axis
-from ._validation import check_dtype_name, check_kernel_size, check_positive_int
+from ._validation import check_dtype_name, check_kernel_size, check_nside, check_positive_int
 from .domain import Domain
+from .memory_budget import require_stencil_memory
 from .ordering import check_nest, nested_cell_ids, user_cell_ids
 from .stencil_cache import stencil_table
 from .stencil_depthwise import DepthwiseFilter
@@ -64,8 +65,6 @@ class SphericalStencil:
     def __init__(self, nside, kernel_sz, *, cell_ids=None, nest=True, gauge_type="phi", n_gauges=1, backend=None,
                  dtype="float32"):
         self.nest = check_nest(nest)
-        self.domain = Domain(nside, nested_cell_ids(nside, cell_ids, self.nest))
-        self.nside = self.domain.nside
         self.kernel_sz = check_kernel_size(kernel_sz)
         self.n_points = self.kernel_sz**2
         if gauge_type not in GAUGE_TYPES:
@@ -74,6 +73,13 @@ class SphericalStencil:
         self.n_gauges = check_positive_int(n_gauges, "n_gauges")
         self.backend = resolve_backend(backend)
         self.dtype = check_dtype_name(dtype)
+        if cell_ids is None:  # refused before the full sky's ids are made
+            nside = check_nside(nside)
+            require_stencil_memory(nside, 12 * nside * nside, self.kernel_sz, self.n_gauges)
+        self.domain = Domain(nside, nested_cell_ids(nside, cell_ids, self.nest))
+        self.nside = self.domain.nside
+        if cell_ids is not None:
+            require_stencil_memory(self.nside, self.n_cells, self.kernel_sz, self.n_gauges)
         self.index, self.weight = stencil_table(self.domain, self.kernel_sz, gauge_type, self.n_gauges)
         self._operators = None
         self._depthwise = None
