@@ -395,10 +395,12 @@ class Network(NativeModule):
     def load(cls, path, backend=None, device=None):
         """A network from a file written by :meth:`save`, on any backend.
 
-        Raises ``ValueError`` if the file holds another architecture, another format version, or
-        weights that do not match the architecture its config describes.
+        Raises ``FileNotFoundError`` if there is no file at ``path``, and ``ValueError`` (naming
+        the path) if it is not a network file (empty, truncated, corrupted, another format), or
+        holds another architecture, another format version, or weights that do not match the
+        architecture its config describes.
         """
-        config, cell_ids, arrays, version = read_weights(path, cls.__name__)
+        config, cell_ids, arrays, version = read_weights(path, cls)
         net = cls(**config, cell_ids=cell_ids, backend=backend, device=device)
         expected = dict(net.named_variables())
         if version == 1:  # written before normalisation was stored: keep the identity

@@ -1,8 +1,19 @@
 """One portable file per network: a JSON header (format, version, class, config) and the
-weights as NumPy arrays under their portable names, in an ``.npz`` written atomically."""
+weights as NumPy arrays under their portable names, in an ``.npz`` written atomically.
 
+Reading checks everything before a network is built: a missing file is a
+``FileNotFoundError``; a file that is not such an archive (empty, truncated, bit-flipped, a
+``.npy``, random bytes), a header that is not the expected JSON object, or a config key the
+class does not take is a ``ValueError`` naming the path and what is wrong. The file is closed
+whatever happens.
+"""
+
+import inspect
 import json
 import os
+import struct
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -12,6 +23,12 @@ FORMAT = "foscat_core.nn"
 VERSION = 2  # 2 added the normalisation states ``data_norm.*``; version 1 files load with none set
 READABLE = (1, 2)
 _HEADER, _CELLS = "__header__", "__cell_ids__"
+_HEADER_KEYS = {"format", "version", "class", "config"}
+_PASSED_AT_LOAD = {"cell_ids", "backend", "device"}  # given to the constructor besides the config
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip member first, or an empty archive
+# What reading a damaged archive raises (zip structure, CRC, member headers, array headers).
+_DAMAGED = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, struct.error, SyntaxError,
+            RuntimeError)  # RuntimeError: flags read as encryption or an unknown compression
 
 
 def write_weights(path, class_name, config, cell_ids, arrays):
@@ -24,21 +41,68 @@ def write_weights(path, class_name, config, cell_ids, arrays):
         np.savez(f, **payload)
 
 
-def read_weights(path, class_name):
-    """``(config, cell_ids, arrays, version)`` from a file written for ``class_name``; ValueError
-    otherwise."""
-    try:
-        with np.load(os.fspath(path), allow_pickle=False) as data:
-            contents = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path} is not a foscat_core network file: {err}") from err
+def read_weights(path, cls):
+    """``(config, cell_ids, arrays, version)`` from a file written for the network class ``cls``.
+
+    Raises ``FileNotFoundError`` when there is no file at ``path`` and ``ValueError`` (naming
+    ``path``) when it is not a readable network file for ``cls``.
+    """
+    contents = _read_archive(path)
     if _HEADER not in contents:
-        raise ValueError(f"{path} is not a foscat_core network file (no header)")
-    header = json.loads(str(contents.pop(_HEADER)))
-    if header.get("format") != FORMAT or header.get("version") not in READABLE:
-        raise ValueError(f"{path}: format {header.get('format')!r} version {header.get('version')!r}, "
-                         f"this library reads {FORMAT!r} versions {READABLE}")
-    if header.get("class") != class_name:
-        raise ValueError(f"{path} holds a {header.get('class')}, not a {class_name}; load it with that class")
+        raise ValueError(f"{path} is not a foscat_core network file (no {_HEADER} entry)")
+    header = _parse_header(path, contents.pop(_HEADER))
+    if header["class"] != cls.__name__:
+        raise ValueError(f"{path} holds a {header['class']}, not a {cls.__name__}; load it with that class")
+    _check_config(path, header["config"], cls)
     cell_ids = contents.pop(_CELLS, None)
     return header["config"], cell_ids, contents, header["version"]
+
+
+def _read_archive(path):
+    """Every array of the ``.npz`` at ``path``, read with the file closed before returning."""
+    with open(os.fspath(path), "rb") as fh:  # FileNotFoundError passes through, as Python's convention
+        magic = fh.read(4)
+        if magic not in _ZIP_MAGIC:
+            what = "an empty file" if not magic else f"a file starting with {magic!r}"
+            raise ValueError(f"{path} is not a foscat_core network file (an .npz archive): it is {what}")
+        fh.seek(0)
+        try:
+            with np.load(fh, allow_pickle=False) as data:
+                return {key: data[key] for key in data.files}
+        except _DAMAGED as err:
+            raise ValueError(f"{path} is a damaged network file (truncated or corrupted): "
+                             f"{type(err).__name__}: {err}") from err
+
+
+def _parse_header(path, raw):
+    try:
+        header = json.loads(str(raw)) if raw.shape == () and raw.dtype.kind == "U" else None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: the header is not valid JSON ({err})") from err
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: the header must be a JSON object, got {raw.dtype} {raw.shape}")
+    if header.get("format") != FORMAT:
+        raise ValueError(f"{path}: format {header.get('format')!r}, this library reads {FORMAT!r}")
+    version = header.get("version")
+    if type(version) is not int or version not in READABLE:
+        raise ValueError(f"{path}: format version {version!r}, this library reads versions {READABLE}")
+    if set(header) != _HEADER_KEYS:
+        raise ValueError(f"{path}: header keys {sorted(header)}, expected {sorted(_HEADER_KEYS)}")
+    if not isinstance(header["config"], dict):
+        raise ValueError(f"{path}: the config must be a JSON object, got {type(header['config']).__name__}")
+    return header
+
+
+def _check_config(path, config, cls):
+    """Config keys the constructor takes, and every required one: no TypeError from ``cls(**config)``."""
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(config) - (set(params) - _PASSED_AT_LOAD))
+    if unknown:
+        raise ValueError(f"{path}: unexpected config keys {unknown} for {cls.__name__}")
+    required = {name for name, p in params.items() if p.default is inspect.Parameter.empty
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - _PASSED_AT_LOAD
+    missing = sorted(required - set(config))
+    if missing:
+        raise ValueError(f"{path}: config lacks {missing}, required by {cls.__name__}")
