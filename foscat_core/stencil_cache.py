@@ -3,8 +3,14 @@
 Tables are keyed by a hash of everything that determines them (format version, nside, K, gauge,
 G and the cell ids in the user's order). On disk they live in ``$FOSCAT_CORE_CACHE_DIR`` (default
 ``$XDG_CACHE_HOME/foscat_core`` or ``~/.cache/foscat_core``); set the variable to an empty string to
-keep tables in memory only. Files are written atomically (temporary file + rename); a corrupt or
-stale file is rebuilt, never trusted.
+keep tables in memory only. Files are written atomically (temporary file + rename).
+
+A loaded file is checked for content, not only format: its key, shapes and dtypes, indices in
+``[0, N_cells)``, weights finite, in ``[0, 1]`` and summing to 1 for every point. A corrupt,
+stale or inconsistent file is rebuilt (with a warning), never trusted. A file or folder this user
+may not read (``PermissionError``, e.g. another user's cache) is not corrupt: it is left as it is
+(neither read nor overwritten), one warning per folder says so, and tables are computed without
+the disk cache.
 """
 
 import hashlib
@@ -19,9 +25,12 @@ from ._files import atomic_write
 from .stencil_geometry import compute_stencil
 
 FORMAT_VERSION = 2  # 2: round-off in-domain weights count as no neighbour
+_WEIGHT_TOLERANCE = 1e-9  # computed rows sum to 1 within a few ulps
 _MEMORY_ENTRIES = 16
 _memory = OrderedDict()
 _lock = threading.Lock()
+_unreadable_warned = set()  # folders already reported as unreadable
+_UNREADABLE = object()  # _load's answer for a file this user may not read
 
 
 def cache_dir():
@@ -77,9 +86,10 @@ def stencil_table(domain, kernel_sz, gauge_type="phi", n_gauges=1):
     folder = cache_dir()
     path = os.path.join(folder, f"stencil_{key}.npz") if folder else None
     table = _load(path, key, shape) if path else None
-    if table is None:
+    if table is None or table is _UNREADABLE:
+        writable = path is not None and table is None
         table = compute_stencil(domain, kernel_sz, gauge_type, n_gauges)
-        if path:
+        if writable:
             _save(path, key, table)
     for arr in table:
         arr.setflags(write=False)
@@ -118,22 +128,52 @@ def clear_memory_cache():
 
 
 def _load(path, key, shape):
-    if not os.path.exists(path):
-        return None
+    """The table in ``path``; ``None`` when absent or rebuilt, ``_UNREADABLE`` when not ours to read."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["key"]) != key:
-                raise ValueError("key mismatch")
-            index = data["index"].astype(np.int64)
-            weight = data["weight"].astype(np.float64)
-        if index.shape != shape or weight.shape != shape:
-            raise ValueError("shape mismatch")
-        if index.min() < 0 or index.max() >= shape[1] or not np.all(np.isfinite(weight)):
-            raise ValueError("values out of range")
-        return index, weight
-    except Exception as err:  # any unreadable file is rebuilt, whatever broke it
-        warnings.warn(f"rebuilding corrupt stencil cache file {path}: {err}", RuntimeWarning, stacklevel=3)
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
+            stored_key, index, weight = str(data["key"]), data["index"], data["weight"]
+    except (FileNotFoundError, NotADirectoryError):  # no file (yet); a bad folder shows when saving
         return None
+    except PermissionError as err:
+        folder = os.path.dirname(path)
+        with _lock:
+            first = folder not in _unreadable_warned
+            _unreadable_warned.add(folder)
+        if first:
+            warnings.warn(f"cannot read the stencil cache in {folder} ({err}): stencils are computed without it "
+                          "and its files left untouched; set FOSCAT_CORE_CACHE_DIR to a folder of yours",
+                          RuntimeWarning, stacklevel=3)
+        return _UNREADABLE
+    except Exception as err:  # any unreadable file is rebuilt, whatever broke it
+        return _rebuild(path, err)
+    problem = _inconsistency(stored_key, index, weight, key, shape)
+    if problem:
+        return _rebuild(path, problem)
+    return index.astype(np.int64), weight.astype(np.float64)
+
+
+def _inconsistency(stored_key, index, weight, key, shape):
+    """What makes a loaded table unusable (the contract of :func:`compute_stencil`), or ``None``."""
+    if stored_key != key:
+        return "key mismatch"
+    if index.shape != shape or weight.shape != shape:
+        return f"shape {index.shape} / {weight.shape}, expected {shape}"
+    if index.dtype.kind not in "iu" or weight.dtype.kind != "f":
+        return f"dtypes {index.dtype} / {weight.dtype}, expected integer / float"
+    if index.size and (index.min() < 0 or index.max() >= shape[1]):
+        return f"indices outside [0, {shape[1]})"
+    if not np.all(np.isfinite(weight)):
+        return "non-finite weights"
+    if index.size and (weight.min() < -_WEIGHT_TOLERANCE or weight.max() > 1 + _WEIGHT_TOLERANCE):
+        return "weights outside [0, 1]"
+    if np.any(np.abs(weight.sum(axis=-1) - 1.0) > _WEIGHT_TOLERANCE):
+        return "weights of a point do not sum to 1"
+    return None
+
+
+def _rebuild(path, reason):
+    warnings.warn(f"rebuilding corrupt stencil cache file {path}: {reason}", RuntimeWarning, stacklevel=4)
+    return None
 
 
 def _save(path, key, table):
