@@ -1,0 +1,370 @@
+"""``Generator``: a decoder network on the HEALPix pyramid, trained to match scattering
+statistics, that draws new maps in one forward pass.
+
+L-BFGS synthesis (:class:`~foscat_core.synthesis.Synthesis`) optimises each new map from
+scratch; a generator pays that cost once, in :meth:`Generator.fit`, and then samples maps at
+the cost of a forward pass (milliseconds per map). The network is written once and built as a
+``torch.nn.Module`` (torch), a ``tf.Module`` (TensorFlow) or a plain class (NumPy: sampling
+only), like the networks of :mod:`foscat_core.nn`; its weights go to the portable weight file,
+so a generator trained in torch samples the same maps in TensorFlow for the same seed.
+"""
+
+import inspect
+
+import numpy as np
+
+from foscat_core._arrays import as_backend_array
+from foscat_core._validation import check_dtype_name, check_kernel_size, check_nside, check_positive_int
+from foscat_core.domain import Domain
+from foscat_core.nn.layers import PointwiseConv, Up, make_stencil
+from foscat_core.nn.module import NativeModule
+from foscat_core.nn.training import eval_mode
+from foscat_core.nn.weights_file import read_weights, write_weights
+from foscat_core.ordering import check_nest, nested_cell_ids
+
+from . import generator_training
+from .generator_model import (LevelBlock, check_count, check_norm, draw_noise, noise_shapes, pyramid_levels,
+                              resolve_convs, resolve_levels, sample_seeds)
+
+
+class Generator(NativeModule):
+    """A HEALPix decoder from coarse latent noise to maps on a full-sky or regional domain.
+
+    Levels go from ``latent_nside`` (the domain's ancestor cells there) up to ``nside``, one
+    ``nside`` doubling per level. The latent noise (``latent_channels`` maps at ``latent_nside``)
+    goes through a block ``(SphericalConv -> norm -> ReLU) x n_convs`` on the level's oriented
+    K x K stencil; between levels an ``Up`` copies each cell's features to its four children and
+    ``noise_channels`` fresh noise maps are concatenated (fine scales get their own randomness);
+    a 1x1 head maps the finest level's channels to one, and the output is
+    ``out_mean + out_std * head`` (both set by :meth:`fit` from the target's mean and variance,
+    and saved with the weights). All the noise is drawn with NumPy from a seed, so samples are
+    the same on every backend.
+
+    Parameters
+    ----------
+    nside : int
+        Resolution of the generated maps (a power of two).
+    cell_ids : array_like of int, shape (N_cells,), optional
+        A regional domain: ids in the ``nest`` ordering, any order (samples follow it);
+        ``None`` = full sky (N_cells = 12 nside**2).
+    nest : bool
+        healpy's meaning: ``False`` for RING ids and a RING cell axis (in and out).
+    latent_channels : int
+        Channels of the latent noise at ``latent_nside``.
+    chanlist : list of int, optional
+        Channels per level, **finest level first** (as :class:`~foscat_core.nn.HealpixUNet`'s,
+        whose last entry is the coarsest level); ``len(chanlist)`` levels, so
+        ``latent_nside = nside / 2**(len(chanlist) - 1)``. Default: 8 at ``nside`` doubling per
+        coarser level up to 64, over the levels ``latent_nside`` implies.
+    KERNELSZ : int
+        Odd stencil side K of the spherical convolutions.
+    latent_nside : int, optional
+        Resolution of the latent noise; default ``nside / 2**(len(chanlist) - 1)``, or
+        ``max(1, nside // 8)`` when ``chanlist`` is not given either. Must agree with
+        ``chanlist`` when both are given.
+    noise_channels : int
+        Noise maps concatenated at every level above the latent one (0: none, every sample is a
+        function of the latent noise only).
+    n_convs : int or list of int, optional
+        Convolutions per level (a list: finest level first). Default: 1 at ``nside`` (the
+        costliest level), 2 at every coarser level.
+    norm : {"instance", "batch", "group", "none"}
+        Normalisation after every convolution. ``"instance"`` (default) normalises each sample
+        on its own: a sample does not depend on the batch it is drawn in, and training and
+        sampling behave alike.
+    gauge_type : {"phi", "cosmo"}
+        Stencil gauge (see :class:`foscat_core.SphericalStencil`).
+    backend : str or Backend, optional
+        ``"torch"``, ``"tensorflow"`` (train and sample) or ``"numpy"`` (sample only).
+    dtype : {"float32", "float64"}
+    seed : int, optional
+        Weight initialisation seed (the same network on every backend); ``None``: a random one,
+        recorded in :attr:`config`.
+    device : str, optional
+        Framework device, e.g. ``"cuda:0"``.
+
+    Attributes
+    ----------
+    n_cells : int
+    levels : list of (int, ndarray or None)
+        ``(nside, NESTED ids)`` per level, latent level first (``None``: NESTED full sky).
+    config : dict
+        The constructor arguments (what :meth:`save` writes).
+
+    Shapes: ``forward(noise)`` with ``noise`` a list, per level, of (B, C_l, N_l) arrays (see
+    :meth:`draw_noise`) → (B, N_cells) maps.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from foscat_core.synthesis import Generator
+    >>> gen = Generator(8, chanlist=[4, 8], latent_channels=4, backend="numpy", seed=0)
+    >>> gen.latent_nside, gen.n_cells
+    (4, 768)
+    >>> maps = gen.sample(3, seed=1)                       # (n, N_cells) NumPy
+    >>> maps.shape, bool(np.array_equal(maps, gen.sample(3, seed=1)))
+    ((3, 768), True)
+    >>> bool(np.array_equal(gen.sample(5, seed=1)[:3], maps))   # sample i depends on (seed, i) only
+    True
+
+    A regional domain in RING order:
+
+    >>> import healpy as hp
+    >>> disc = hp.query_disc(8, hp.ang2vec(1.0, 0.5), 0.6)          # RING ids
+    >>> region = Generator(8, cell_ids=disc, nest=False, chanlist=[4, 8], backend="numpy", seed=0)
+    >>> region.sample(2, seed=0).shape == (2, len(disc))
+    True
+    """
+
+    def __init__(self, nside, cell_ids=None, nest=True, latent_channels=8, chanlist=None, KERNELSZ=3,
+                 latent_nside=None, noise_channels=1, n_convs=None, norm="instance", gauge_type="phi", backend=None,
+                 dtype="float32", seed=None, device=None):
+        super().__init__(backend=backend, device=device)
+        self.nside = check_nside(nside, "nside")
+        self.nest = check_nest(nest)
+        self.dtype = check_dtype_name(dtype)
+        latent_channels = check_positive_int(latent_channels, "latent_channels")
+        noise_channels = check_count(noise_channels, "noise_channels", 0)
+        KERNELSZ = check_kernel_size(KERNELSZ, "KERNELSZ")
+        norm = check_norm(norm)
+        chanlist, latent_nside = resolve_levels(self.nside, chanlist, latent_nside)
+        n_convs = resolve_convs(n_convs, len(chanlist))
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        seed = check_count(seed, "seed", 0)
+        if cell_ids is not None:
+            cell_ids = np.asarray(cell_ids)
+        nested = nested_cell_ids(self.nside, cell_ids, self.nest)
+        object.__setattr__(self, "nested_ids", nested)
+        object.__setattr__(self, "cell_ids", None if cell_ids is None else cell_ids.astype(np.int64))
+        self.domain = Domain(self.nside, nested)
+        self.n_cells = self.domain.n_cells
+        self.latent_nside = latent_nside
+        object.__setattr__(self, "chanlist", chanlist)  # a plain list (tf.Module would wrap it)
+        self.latent_channels, self.noise_channels = latent_channels, noise_channels
+        object.__setattr__(self, "config", dict(
+            nside=self.nside, nest=self.nest, latent_channels=latent_channels, chanlist=chanlist,
+            KERNELSZ=KERNELSZ, latent_nside=latent_nside, noise_channels=noise_channels, n_convs=n_convs,
+            norm=norm, gauge_type=gauge_type, dtype=self.dtype, seed=seed))
+        levels = pyramid_levels(self.nside, nested, len(chanlist))
+        object.__setattr__(self, "levels", levels)
+        sizes = [12 * ns * ns if ids is None else len(ids) for ns, ids in levels]
+        object.__setattr__(self, "_noise_sizes", sizes)
+        object.__setattr__(self, "_noise_channels", noise_shapes(latent_channels, noise_channels, sizes))
+        channels = chanlist[::-1]  # coarse to fine
+        seeds = iter(np.random.SeedSequence(seed).generate_state(sum(n_convs) + 1))
+        blocks, ups, repeat, c_prev = [], [], [], 0
+        for i, ((ns, ids), c, k) in enumerate(zip(levels, channels, n_convs[::-1])):
+            stencil = make_stencil(ns, ids, KERNELSZ, gauge_type, 1, self.backend, self.dtype)
+            c_in = c_prev + self._noise_channels[i]
+            blocks.append(LevelBlock(c_in, c, stencil, norm, k, [next(seeds) for _ in range(k)]))
+            if i + 1 < len(levels):
+                ups.append(Up(ns, ids, levels[i + 1][1], backend=self.backend))
+                # Children stored parent by parent (a NESTED full sky, or a region holding whole
+                # quads in that order): up is a broadcast, not a gather.
+                positions = ups[-1].plan.positions
+                repeat.append(positions.size == 4 * sizes[i] and
+                              np.array_equal(positions, np.repeat(np.arange(sizes[i]), 4)))
+            c_prev = c
+        object.__setattr__(self, "_up_repeat", repeat)
+        self.add_child("blocks", blocks)
+        self.add_child("ups", ups)
+        self.add_child("head", PointwiseConv(chanlist[0], 1, backend=self.backend, dtype=self.dtype,
+                                             seed=next(seeds)))
+        self.add_state("out_mean", np.zeros(1), self.dtype)
+        self.add_state("out_std", np.ones(1), self.dtype)
+
+    def __repr__(self):
+        domain = "full sky" if self.cell_ids is None else f"{self.n_cells} cells"
+        return (f"Generator(nside={self.nside}, {domain}{'' if self.nest else ', RING'}, latent_nside="
+                f"{self.latent_nside}, chanlist={self.chanlist}, backend={self.backend.name!r}, "
+                f"{self.n_parameters()} parameters)")
+
+    # --- noise and forward -------------------------------------------------------------------
+    def draw_noise(self, n, seed=None):
+        """The network's input for ``n`` samples: a list, latent level first, of NumPy arrays
+        (n, C_l, N_l) of standard normal noise (float32), sample ``i`` drawn from the ``i``-th
+        seed spawned from ``seed`` (``None``: fresh entropy)."""
+        n = check_positive_int(n, "n")
+        return self._noise(sample_seeds(seed, n))
+
+    def _noise(self, seeds):
+        return draw_noise(seeds, self._noise_channels, self._noise_sizes, self.dtype)
+
+    def forward(self, noise):
+        """``noise`` (a list per level of (B, C_l, N_l) arrays, as :meth:`draw_noise` gives) →
+        maps (B, N_cells), a backend tensor."""
+        if not isinstance(noise, (list, tuple)) or len(noise) != len(self.levels):
+            raise TypeError(f"noise must be a list of {len(self.levels)} arrays (one per level, from draw_noise), "
+                            f"got {type(noise).__name__}")
+        xp = self.backend.xp
+        z = [as_backend_array(self.backend, a, f"noise[{i}]", self.dtype) for i, a in enumerate(noise)]
+        h = None
+        for i, block in enumerate(self.blocks):
+            parts = ([] if h is None else [self._up(i - 1, h)]) + ([z[i]] if self._noise_channels[i] else [])
+            h = block(parts[0] if len(parts) == 1 else xp.concat(parts, axis=1))
+        y = self.head(h)[:, 0, :]
+        return self.out_mean + self.out_std * y
+
+    def _up(self, i, h):
+        if not self._up_repeat[i]:
+            return self.ups[i](h)
+        xp, shape = self.backend.xp, tuple(int(d) if d is not None else -1 for d in h.shape)
+        ones = self._ones4()
+        return xp.reshape(h[:, :, :, None] * ones, (shape[0], shape[1], 4 * shape[2]))
+
+    def _ones4(self):
+        ones = self.__dict__.get("_fc_ones4")
+        if ones is None:
+            ones = self.backend.asarray(np.ones(4), dtype=self.dtype)
+            object.__setattr__(self, "_fc_ones4", ones)
+        return ones
+
+    # --- sampling ----------------------------------------------------------------------------
+    def sample(self, n, seed=None, as_numpy=True, batch_size=16):
+        """Draw ``n`` new maps, in evaluation mode without gradient.
+
+        Parameters
+        ----------
+        n : int
+            Number of maps.
+        seed : int, optional
+            Sample ``i`` depends only on ``(seed, i)`` (not on ``n``, ``batch_size`` or the
+            backend); ``None``: fresh noise at every call.
+        as_numpy : bool
+            ``False``: a backend tensor.
+        batch_size : int
+            Maps per forward pass.
+
+        Returns
+        -------
+        ndarray (or backend tensor), shape (n, N_cells)
+            In the ``nest`` ordering of the domain, ``cell_ids``' order for a region.
+        """
+        n = check_positive_int(n, "n")
+        batch_size = check_positive_int(batch_size, "batch_size")
+        if not isinstance(as_numpy, (bool, np.bool_)):
+            raise TypeError(f"as_numpy must be True or False, got {as_numpy!r}")
+        seeds = sample_seeds(seed, n)
+        run = self._evaluator()
+        out = []
+        with eval_mode(self), self.fw.no_grad():
+            for start in range(0, n, batch_size):
+                noise = self._noise(seeds[start:start + batch_size])
+                y = run([self.backend.asarray(a, dtype=self.dtype) for a in noise])
+                out.append(self.backend.to_numpy(y) if as_numpy else y)
+        if as_numpy:
+            return np.concatenate(out, axis=0)
+        return out[0] if len(out) == 1 else self.backend.xp.concat(out, axis=0)
+
+    def _evaluator(self):
+        fn = self.__dict__.get("_fc_evaluator")
+        if fn is None:
+            fn = self.fw.evaluator(self)
+            object.__setattr__(self, "_fc_evaluator", fn)
+        return fn
+
+    # --- training ----------------------------------------------------------------------------
+    def fit(self, target, scat_op, n_iter=300, batch_size=8, lr=3e-3, verbose=True, seed=0, match="sample",
+            diversity=1.0, mask=None, lr_schedule="cosine", weight_decay=0.0):
+        """Train the generator so that its samples have the target's scattering statistics.
+
+        Each step draws ``batch_size`` samples of noise, generates maps, computes their
+        statistics with ``scat_op`` (gradients flow through the network) and takes one Adam step
+        on a distance to the target's statistics (see :mod:`foscat_core.synthesis.generator_training`
+        for the exact loss).
+
+        Parameters
+        ----------
+        target : array (N_cells,) or (B, N_cells), or ScatteringStatistics
+            One map, a batch of maps (their statistics are averaged), in the generator's ordering
+            and cell order; or reference statistics from ``scat_op.eval`` (auto statistics of
+            batch 1, or averaged with ``mean_batch()``), computed with the ``norm`` the generated
+            maps will be evaluated with.
+        scat_op : ScatteringCovariance
+            The operator (``foscat_core.scattering.funct``) of the generator's backend.
+        n_iter : int
+            Optimisation steps.
+        batch_size : int
+            Maps generated per step (>= 2 for the diversity term).
+        lr : float
+            Adam's learning rate (scaled by ``lr_schedule``).
+        verbose : bool
+            A tqdm progress bar with the loss.
+        seed : int
+            Seed of the training noise.
+        match : {"sample", "batch"}
+            ``"sample"`` (default, the microcanonical analogue): every generated map's statistics
+            are compared with the target's and the distances averaged. ``"batch"``: the batch's
+            mean statistics are compared (a canonical match: individual maps may deviate).
+        diversity : float
+            Weight of the decorrelation term, ``mean over pairs b != b' of corr(x_b, x_b')**2``,
+            which penalises samples that copy each other (0: off).
+        mask : array (M, N_cells) or (N_cells,), optional
+            Weights of the statistics (see ``scat_op.eval``); used for the target maps and for the
+            generated ones.
+        lr_schedule : {None, "cosine", "step"} or callable
+            ``step -> factor`` of ``lr`` (see :func:`foscat_core.nn.optimizers.resolve_schedule`).
+        weight_decay : float
+
+        Returns
+        -------
+        dict
+            ``"loss"`` (total), ``"distance"`` and ``"diversity"`` per step (floats), ``"lr"``
+            per step, ``"seconds"`` (wall time of the whole fit).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from foscat_core.scattering import funct
+        >>> gen = Generator(4, chanlist=[4, 8], backend="torch", seed=0)
+        >>> op = funct(KERNELSZ=3, NORIENT=2, all_type="float32", backend="torch")
+        >>> target = np.exp(np.random.default_rng(0).normal(size=192))
+        >>> h = gen.fit(target, op, n_iter=5, batch_size=4, verbose=False)
+        >>> len(h["loss"]), gen.sample(2, seed=0).shape
+        (5, (2, 192))
+        """
+        return generator_training.fit(self, target, scat_op, n_iter=n_iter, batch_size=batch_size, lr=lr,
+                                      verbose=verbose, seed=seed, match=match, diversity=diversity, mask=mask,
+                                      lr_schedule=lr_schedule, weight_decay=weight_decay)
+
+    # --- files -------------------------------------------------------------------------------
+    def save(self, path):
+        """Write config, cell ids and weights (with ``out_mean``/``out_std``) to one portable
+        ``.npz`` file, atomically (see :mod:`foscat_core.nn.weights_file`)."""
+        arrays = {name: self.backend.to_numpy(v) for name, v in self.named_variables()}
+        write_weights(path, "Generator", self.config, self.cell_ids, arrays)
+
+    @classmethod
+    def load(cls, path, backend=None, device=None):
+        """A generator from a file written by :meth:`save`, on any backend (``"numpy"`` to
+        sample only). ``ValueError`` when the file holds another class or mismatched weights.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> gen = Generator(4, chanlist=[4, 8], backend="numpy", seed=3)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     gen.save(os.path.join(tmp, "gen.npz"))
+        ...     same = Generator.load(os.path.join(tmp, "gen.npz"), backend="numpy")
+        >>> bool(np.array_equal(same.sample(2, seed=5), gen.sample(2, seed=5)))
+        True
+        """
+        config, cell_ids, arrays, _ = _read_weights(path, cls.__dict__.get("_fc_portable", cls))
+        gen = cls(**config, cell_ids=cell_ids, backend=backend, device=device)
+        expected = dict(gen.named_variables())
+        missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
+        if missing or extra:
+            raise ValueError(f"{path}: weights do not match the Generator (missing {missing[:5]}, unexpected {extra[:5]})")
+        for name, variable in expected.items():
+            if tuple(arrays[name].shape) != tuple(int(s) for s in variable.shape):
+                raise ValueError(f"{path}: {name} has shape {arrays[name].shape}, expected {tuple(variable.shape)}")
+            gen.fw.assign(variable, arrays[name])
+        return gen
+
+
+def _read_weights(path, cls):
+    """``read_weights`` takes the class (newer) or its name (older weights_file)."""
+    first = list(inspect.signature(read_weights).parameters)[1]
+    return read_weights(path, cls if first == "cls" else cls.__name__)

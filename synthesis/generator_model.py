@@ -1,0 +1,152 @@
+"""The decoder behind :class:`~foscat_core.synthesis.Generator`: its pyramid of levels, its
+argument checks and the latent noise, drawn with NumPy so every backend sees the same numbers.
+
+Levels run from coarse to fine: level 0 is the latent level (``latent_nside``, the ancestors of
+the domain's cells there), the last level is the target domain (``nside``, the user's cells in
+the user's order). Each level holds one block ``(conv -> norm -> ReLU) x n_convs`` on the
+level's oriented stencil; between levels an ``Up`` copies each cell's features to its children,
+and fresh noise channels are concatenated there (so small scales get their own randomness
+instead of being a deterministic texture of the coarse noise).
+"""
+
+import numbers
+
+import numpy as np
+
+from foscat_core._validation import check_nside, check_positive_int
+from foscat_core.nn.layers import NORMS, Norm, SphericalConv
+from foscat_core.nn.module import NativeModule
+
+
+def check_chanlist(chanlist, n_levels_hint=None):
+    """``chanlist`` as a list of positive ints (finest level first), or ``ValueError`` naming it."""
+    if isinstance(chanlist, (str, bytes)) or not hasattr(chanlist, "__len__") or len(chanlist) == 0:
+        raise ValueError(f"chanlist must be a non-empty list of channel counts (finest level first), got {chanlist!r}")
+    out = []
+    for c in chanlist:
+        if isinstance(c, (bool, np.bool_)) or not isinstance(c, numbers.Integral) or c < 1:
+            raise ValueError(f"chanlist must hold positive integers, got {list(chanlist)!r}")
+        out.append(int(c))
+    return out
+
+
+def default_chanlist(n_levels, finest=8, coarsest=64):
+    """Channels per level, finest first: ``finest`` doubling towards the coarse levels, capped at
+    ``coarsest`` (``[8, 16, 32, 64]`` for four levels)."""
+    return [min(finest * 2**i, coarsest) for i in range(n_levels)]
+
+
+def resolve_levels(nside, chanlist, latent_nside):
+    """``(chanlist, latent_nside)`` made consistent: ``len(chanlist)`` levels from ``latent_nside``
+    up to ``nside`` (each level doubles nside). Either may be ``None`` (derived from the other;
+    both ``None``: ``latent_nside = max(1, nside // 8)``)."""
+    if chanlist is not None:
+        chanlist = check_chanlist(chanlist)
+    if latent_nside is not None:
+        latent_nside = check_nside(latent_nside, "latent_nside")
+        if latent_nside > nside:
+            raise ValueError(f"latent_nside must be <= nside={nside}, got {latent_nside}")
+    if chanlist is None:
+        if latent_nside is None:
+            latent_nside = max(1, nside // 8)
+        n_levels = (nside // latent_nside).bit_length()
+        return default_chanlist(n_levels), latent_nside
+    n_levels = len(chanlist)
+    implied = nside >> (n_levels - 1)
+    if implied < 1:
+        raise ValueError(f"chanlist has {n_levels} levels, which needs nside >= {2 ** (n_levels - 1)}, got nside={nside}")
+    if latent_nside is not None and latent_nside != implied:
+        raise ValueError(f"chanlist has {n_levels} levels, so latent_nside must be nside / 2**{n_levels - 1} = "
+                         f"{implied}, got latent_nside={latent_nside} (give one of them, or a chanlist of "
+                         f"{(nside // latent_nside).bit_length()} levels)")
+    return chanlist, implied
+
+
+def resolve_convs(n_convs, n_levels):
+    """Convolutions per level, finest first: ``None`` -> 1 at the finest level, 2 elsewhere."""
+    if n_convs is None:
+        return [1] + [2] * (n_levels - 1)
+    if isinstance(n_convs, numbers.Integral) and not isinstance(n_convs, (bool, np.bool_)):
+        return [check_count(n_convs, "n_convs", 1)] * n_levels
+    if isinstance(n_convs, (str, bytes)) or not hasattr(n_convs, "__len__") or len(n_convs) != n_levels:
+        raise ValueError(f"n_convs must be an integer >= 1 or a list of {n_levels} (one per level, finest first), "
+                         f"got {n_convs!r}")
+    return [check_count(k, "n_convs", 1) for k in n_convs]
+
+
+def pyramid_levels(nside, nested_ids, n_levels):
+    """``[(nside, NESTED ids or None), ...]`` from the latent level (coarsest) to the target.
+
+    The target level keeps the user's order (``nested_ids``); coarser levels hold the ancestors,
+    ascending; ``None`` means a NESTED full sky.
+    """
+    levels = [(nside, nested_ids)]
+    for _ in range(n_levels - 1):
+        ns, ids = levels[-1]
+        levels.append((ns // 2, None if ids is None else np.unique(ids // 4)))
+    return levels[::-1]
+
+
+class LevelBlock(NativeModule):
+    """``n_convs`` times (SphericalConv -> Norm -> ReLU) on one level: (B, C_in, N) -> (B, C_out, N)."""
+
+    def __init__(self, in_channels, out_channels, stencil, norm, n_convs, seeds):
+        super().__init__(backend=stencil.backend)
+        convs, norms, c_prev = [], [], in_channels
+        for i in range(n_convs):
+            convs.append(SphericalConv(c_prev, out_channels, stencil, seed=seeds[i]))
+            norms.append(Norm(out_channels, norm, backend=stencil.backend, dtype=stencil.dtype))
+            c_prev = out_channels
+        self.add_child("convs", convs)
+        self.add_child("norms", norms)
+
+    def forward(self, x):
+        for conv, norm in zip(self.convs, self.norms):
+            x = self.fw.relu(norm(conv(x)))
+        return x
+
+
+def check_norm(norm):
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    return norm
+
+
+def check_count(value, name, minimum):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def noise_shapes(latent_channels, noise_channels, level_sizes):
+    """Per level, the channel count of its noise: the latent at level 0, ``noise_channels`` above
+    (levels with 0 channels draw nothing)."""
+    return [latent_channels] + [noise_channels] * (len(level_sizes) - 1)
+
+
+def draw_noise(seeds, channels, sizes, dtype):
+    """Per level, a NumPy array (n, channels[l], sizes[l]) of standard normal noise.
+
+    Sample ``i`` is drawn from its own generator ``numpy.random.default_rng(seeds[i])`` (level by
+    level), so a sample depends on its seed only: not on the batch it is drawn in, nor on the
+    backend.
+    """
+    n = len(seeds)
+    out = [np.empty((n, c, s), dtype=dtype) for c, s in zip(channels, sizes)]
+    for i, seed in enumerate(seeds):
+        rng = np.random.default_rng(seed)
+        for arr in out:
+            if arr.shape[1]:
+                arr[i] = rng.standard_normal(arr.shape[1:], dtype=np.float32)
+    return out
+
+
+def sample_seeds(seed, n):
+    """``n`` per-sample seeds (ints) from ``seed`` (int, or ``None`` for fresh entropy)."""
+    if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0):
+        raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}")
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint64)]
+
+
+__all__ = ["LevelBlock", "check_chanlist", "check_count", "check_norm", "draw_noise", "noise_shapes",
+           "pyramid_levels", "resolve_levels", "sample_seeds", "check_positive_int"]
