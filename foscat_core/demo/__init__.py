@@ -12,12 +12,16 @@ import time
 import numpy as np
 
 from .pipeline import DemoConfig, hybrid_synthesis, make_data, train_unet
-from .report import figures, summary_table, write_json
+from .report import figures, prepare_out, summary_table, write_json
 
 
 def run_demo(cfg, out="foscat_demo", make_figures=True):
-    """Run every step; returns the dict written to ``out/results.json``."""
-    os.makedirs(out, exist_ok=True)
+    """Run every step; returns the dict written to ``out/results.json``.
+
+    ``out`` is created and checked first (``ValueError`` when it is a file or not writable), so
+    a run never ends without somewhere to put its results.
+    """
+    prepare_out(out)
     t0 = time.perf_counter()
     say = print if cfg.verbose else (lambda *a, **k: None)
     say(f"[1/3] data: CMB-like fields on a {cfg.radius_deg:g} degree disc at nside {cfg.nside}")

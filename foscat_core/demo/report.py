@@ -3,8 +3,30 @@
 import json
 import math
 import os
+import tempfile
 
 from foscat_core._files import atomic_write
+
+FIGURES = ("maps", "training_loss", "synthesis_maps", "synthesis_loss", "statistics")  # the PNGs figures() writes
+
+
+def prepare_out(out, name="out"):
+    """Create the folder ``out`` and check that the demo's files can be written there, before any
+    work is done; ``ValueError`` naming ``name`` (the argument or option) otherwise."""
+    out = os.fspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"{name} must be a folder (for the figures and results.json), but {out!r} is an existing file")
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):  # the only sure test: create a file there
+            pass
+    except (OSError, ValueError) as err:  # ValueError: a NUL byte in the path
+        raise ValueError(f"{name} {out!r} cannot hold the demo's results: {err}") from err
+    for file in [f"{n}.png" for n in FIGURES] + ["results.json"]:
+        path = os.path.join(out, file)
+        if os.path.isdir(path) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+            raise ValueError(f"{name} {out!r} holds {file} which cannot be overwritten (a folder or read-only)")
+    return out
 
 
 def write_json(path, payload):
