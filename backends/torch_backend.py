@@ -53,7 +53,7 @@ def check_device(torch, device):
     if not present:
         raise ValueError(f"device {device!r} does not exist on this machine; torch sees "
                          f"{available_devices(torch)} (and 'meta')")
-    if dev.index is None and hasattr(module, "current_device"):
+    if dev.type != "cpu" and dev.index is None and hasattr(module, "current_device"):
         # Tensors report "cuda:0", never "cuda": without an index they would never match.
         return torch.device(dev.type, module.current_device())
     return dev
