@@ -60,9 +60,11 @@ def host_weights(net):
     return {name: np.array(net.backend.to_numpy(v)) for name, v in net.named_variables()}
 
 
-def assign_weights(net, arrays, path):
-    """Assign ``{portable_name: ndarray}`` to ``net``'s variables, names and shapes checked."""
-    expected = dict(net.named_variables())
+def assign_weights(net, arrays, path, keep_prefix=None):
+    """Assign ``{portable_name: ndarray}`` to ``net``'s variables, names and shapes checked;
+    variables under ``keep_prefix`` (e.g. ``"data_norm."`` for an older file) keep their values."""
+    expected = {name: v for name, v in net.named_variables()
+                if keep_prefix is None or not name.startswith(keep_prefix)}
     if set(expected) != set(arrays):
         missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
         raise ValueError(f"{path}: weights do not match {type(net).__name__} (missing {missing[:5]}, unexpected {extra[:5]})")

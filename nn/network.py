@@ -13,6 +13,7 @@ from .data_normalization import DataNormalization
 from .missing import check_finite, input_channels, with_validity_channels
 from .data_sources import check_label_range, host_inputs
 from .data_sources import to_host as _to_host
+from .checkpoint import assign_weights
 from .module import NativeModule
 from .weights_file import read_weights, write_weights
 
@@ -402,15 +403,6 @@ class Network(NativeModule):
         """
         config, cell_ids, arrays, version = read_weights(path, cls)
         net = cls(**config, cell_ids=cell_ids, backend=backend, device=device)
-        expected = dict(net.named_variables())
-        if version == 1:  # written before normalisation was stored: keep the identity
-            expected = {name: v for name, v in expected.items() if not name.startswith("data_norm.")}
-        missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
-        if missing or extra:
-            raise ValueError(f"{path}: weights do not match {cls.__name__} (missing {missing[:5]}, unexpected {extra[:5]})")
-        for name, variable in expected.items():
-            if tuple(arrays[name].shape) != tuple(int(s) for s in variable.shape):
-                raise ValueError(f"{path}: {name} has shape {arrays[name].shape}, expected {tuple(variable.shape)}")
-        for name, variable in expected.items():
-            net.fw.assign(variable, arrays[name])
+        # A version 1 file was written before normalisation was stored: keep the identity.
+        assign_weights(net, arrays, path, keep_prefix="data_norm." if version == 1 else None)
         return net
