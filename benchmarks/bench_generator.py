@@ -1,0 +1,113 @@
+"""Generator vs L-BFGS synthesis on a lognormal target: training time, sampling speed, quality.
+
+    python benchmarks/bench_generator.py                      # nside 64, torch
+    python benchmarks/bench_generator.py --quick              # nside 16, a minute
+    python benchmarks/bench_generator.py --iters 400 --lbfgs-iters 300 --backend tensorflow
+
+One run, one target (``examples/generator.py``'s lognormal field from healpy's CMB spectrum),
+one scattering operator (KERNELSZ 3, NORIENT 4, float32, ``norm="self"``):
+
+* the generator is trained for ``--iters`` Adam steps of ``--batch`` maps; reported: training
+  time, milliseconds per sample (one batch of 16, best of 5), and over 16 samples the band power
+  ratios (octaves of ell from 4 to 2 nside, anafast), mean skewness and excess kurtosis against
+  the target's, mean |corr| between samples, max |corr| with the target;
+* an L-BFGS synthesis (:class:`~foscat_core.synthesis.Synthesis`) of ``--lbfgs-maps`` maps
+  from white noise with the same operator and the same per-map distance, ``--lbfgs-iters``
+  iterations; the same figures, and its time per map.
+
+Issue 12's targets: bands within 15%, skewness and kurtosis within 20%, mean |corr| < 0.1,
+< 10 ms per map. Timings depend on the machine and its load: compare within one run.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+from generator import lognormal_target, ms_per_sample, print_quality, quality  # noqa: E402
+
+from foscat_core.scattering import funct  # noqa: E402
+from foscat_core.synthesis import Generator, Loss, Synthesis  # noqa: E402
+from foscat_core.synthesis.generator_training import distance_terms, scales  # noqa: E402
+
+
+def verdict(q):
+    bands = max(abs(r - 1.0) for _, _, r in q["bands"])
+    skew = abs(q["skewness"] / q["target_skewness"] - 1.0)
+    kurt = abs(q["kurtosis"] / q["target_kurtosis"] - 1.0)
+    return (f"worst band {100 * bands:.0f}% (target 15%), skewness {100 * skew:.0f}% and kurtosis "
+            f"{100 * kurt:.0f}% off (target 20%), mean |corr| {q['mean_abs_corr']:.3f} (target 0.1)")
+
+
+def lbfgs(op, target, nside, n_maps, iters, verbose):
+    """L-BFGS-B synthesis of ``n_maps`` maps (one run, each map matched on its own)."""
+    ref = op.eval(target, norm="self")
+    weights = {name: op.backend.raw.asarray(w, dtype=op.all_type) for name, w in scales(ref).items()}
+
+    def per_map_distance(x, scat_op, args):
+        stats = scat_op.eval(x, norm="self")
+        return scat_op.backend.xp.sum(distance_terms(scat_op.backend.xp, stats, ref, weights))
+
+    start = np.random.default_rng(1).normal(size=(n_maps, 12 * nside**2))
+    synth = Synthesis([Loss(per_map_distance, op)], verbose=verbose)
+    t0 = time.perf_counter()
+    maps = synth.run(start, NUM_EPOCHS=iters, EVAL_FREQUENCY=max(1, iters // 5))
+    seconds = time.perf_counter() - t0
+    history = synth.get_history()
+    return maps, seconds, float(history[0]) / n_maps, float(history[-1]) / n_maps
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="torch", choices=["torch", "tensorflow"])
+    parser.add_argument("--nside", type=int, default=None, help="default 64 (16 with --quick)")
+    parser.add_argument("--iters", type=int, default=None, help="generator steps; default 400 (150 with --quick)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--chanlist", default=None, help="comma-separated, finest first; default 4,8,16,32,64")
+    parser.add_argument("--diversity", type=float, default=1.0)
+    parser.add_argument("--lbfgs-maps", type=int, default=4)
+    parser.add_argument("--lbfgs-iters", type=int, default=None, help="default 200 (100 with --quick)")
+    parser.add_argument("--no-lbfgs", action="store_true")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+
+    nside = args.nside or (16 if args.quick else 64)
+    iters = args.iters or (150 if args.quick else 400)
+    lbfgs_iters = args.lbfgs_iters or (100 if args.quick else 200)
+    chanlist = [int(c) for c in args.chanlist.split(",")] if args.chanlist else [4, 8, 16, 32, 64][: max(2, nside.bit_length() - 2)]
+    target = lognormal_target(nside)
+    op = funct(KERNELSZ=3, NORIENT=4, all_type="float32", backend=args.backend)
+    gen = Generator(nside, chanlist=chanlist, backend=args.backend, seed=0)
+    print(f"{gen}; nside {nside}, {iters} steps of {args.batch} maps, lr {args.lr}, threads "
+          f"{os.environ.get('OMP_NUM_THREADS', 'default')}")
+    history = gen.fit(target, op, n_iter=iters, batch_size=args.batch, lr=args.lr, verbose=args.verbose, seed=0,
+                      diversity=args.diversity)
+    q = quality(gen.sample(16, seed=123), target, nside)
+    ms = ms_per_sample(gen)
+    print(f"[generator] training {history['seconds']:.0f} s ({history['seconds'] / iters:.2f} s/step); statistics "
+          f"distance {history['initial_distance']:.3g} -> {history['final_distance']:.3g}; {ms:.2f} ms per sample "
+          "(batch 16)")
+    print_quality("generator", q)
+    print(f"[generator] {verdict(q)}")
+    out = {"generator": dict(q, train_seconds=history["seconds"], ms_per_sample=ms,
+                             final_distance=history["final_distance"])}
+    if not args.no_lbfgs:
+        maps, seconds, d0, d1 = lbfgs(op, target, nside, args.lbfgs_maps, lbfgs_iters, args.verbose)
+        q2 = quality(maps, target, nside)
+        print(f"[L-BFGS] {args.lbfgs_maps} maps, {lbfgs_iters} iterations: {seconds:.0f} s "
+              f"({seconds / args.lbfgs_maps:.1f} s per map); per-map distance {d0:.3g} -> {d1:.3g}")
+        print_quality("L-BFGS", q2)
+        print(f"[L-BFGS] {verdict(q2)}")
+        out["lbfgs"] = dict(q2, seconds=seconds, final_distance=d1)
+    return out
+
+
+if __name__ == "__main__":
+    main()
