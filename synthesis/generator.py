@@ -310,8 +310,11 @@ class Generator(NativeModule):
         Returns
         -------
         dict
-            ``"loss"`` (total), ``"distance"`` and ``"diversity"`` per step (floats), ``"lr"``
-            per step, ``"seconds"`` (wall time of the whole fit).
+            ``"loss"`` (the total minimised, one float per step) and ``"lr"`` per step;
+            ``"seconds"`` (wall time of the steps); ``"initial_distance"``/``"final_distance"``
+            and ``"initial_decorrelation"``/``"final_decorrelation"``: the statistics distance
+            and the decorrelation term of one fixed batch of noise, in evaluation mode, before
+            and after training.
 
         Examples
         --------
