@@ -17,6 +17,9 @@ import errno
 import os
 import secrets
 import stat
+import struct
+import zipfile
+import zlib
 
 _NEW_FILE_MODE = 0o666  # what open() asks for; the kernel removes the umask bits
 
@@ -121,3 +124,32 @@ def _fsync_folder(folder):
         pass
     finally:
         os.close(fd)
+
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip member first, or an empty archive
+# What reading a damaged archive raises (zip structure, CRC, member headers, array headers);
+# RuntimeError: flags read as encryption or an unknown compression.
+_DAMAGED = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, struct.error, SyntaxError,
+            RuntimeError)
+
+
+def read_npz(path, what):
+    """Every array of the ``.npz`` archive at ``path`` as a dict, the file closed on return.
+
+    ``FileNotFoundError`` passes through (Python's convention); anything else that is not a
+    readable archive (empty, a plain ``.npy``, random bytes, truncated, corrupted) is a
+    ``ValueError`` naming ``path`` and ``what`` it should have been.
+    """
+    import numpy as np
+
+    with open(os.fspath(path), "rb") as fh:
+        magic = fh.read(4)
+        if magic not in _ZIP_MAGIC:
+            found = "an empty file" if not magic else f"a file starting with {magic!r}"
+            raise ValueError(f"{path} is not a {what} (an .npz archive): it is {found}")
+        fh.seek(0)
+        try:
+            with np.load(fh, allow_pickle=False) as data:
+                return {key: data[key] for key in data.files}
+        except _DAMAGED as err:
+            raise ValueError(f"{path} is a damaged {what} (truncated or corrupted): {type(err).__name__}: {err}") from err

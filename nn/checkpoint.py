@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from foscat_core._files import atomic_write
+from foscat_core._files import atomic_write, read_npz
 
 FORMAT = "foscat_core.checkpoint"
 VERSION = 1
@@ -36,12 +36,13 @@ def read_checkpoint(path, net):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist: nothing to resume (resume=False starts afresh)")
+    contents = read_npz(path, "foscat_core checkpoint")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            contents = {key: data[key] for key in data.files}
         header = json.loads(str(contents.pop(_HEADER)))
-    except (OSError, ValueError, KeyError, EOFError) as err:
+    except (KeyError, ValueError) as err:
         raise ValueError(f"checkpoint {path!r} is not a foscat_core checkpoint: {err}") from err
+    if not isinstance(header, dict):
+        raise ValueError(f"checkpoint {path!r}: the header must be a JSON object")
     if header.get("format") != FORMAT or header.get("version") != VERSION:
         raise ValueError(f"checkpoint {path!r}: format {header.get('format')!r} version {header.get('version')!r}, "
                          f"this library reads {FORMAT!r} version {VERSION}")

@@ -10,14 +10,10 @@ whatever happens.
 
 import inspect
 import json
-import os
-import struct
-import zipfile
-import zlib
 
 import numpy as np
 
-from foscat_core._files import atomic_write
+from foscat_core._files import atomic_write, read_npz
 
 FORMAT = "foscat_core.nn"
 VERSION = 2  # 2 added the normalisation states ``data_norm.*``; version 1 files load with none set
@@ -25,10 +21,6 @@ READABLE = (1, 2)
 _HEADER, _CELLS = "__header__", "__cell_ids__"
 _HEADER_KEYS = {"format", "version", "class", "config"}
 _PASSED_AT_LOAD = {"cell_ids", "backend", "device"}  # given to the constructor besides the config
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip member first, or an empty archive
-# What reading a damaged archive raises (zip structure, CRC, member headers, array headers).
-_DAMAGED = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, struct.error, SyntaxError,
-            RuntimeError)  # RuntimeError: flags read as encryption or an unknown compression
 
 
 def write_weights(path, class_name, config, cell_ids, arrays):
@@ -47,7 +39,7 @@ def read_weights(path, cls):
     Raises ``FileNotFoundError`` when there is no file at ``path`` and ``ValueError`` (naming
     ``path``) when it is not a readable network file for ``cls``.
     """
-    contents = _read_archive(path)
+    contents = read_npz(path, "foscat_core network file")
     if _HEADER not in contents:
         raise ValueError(f"{path} is not a foscat_core network file (no {_HEADER} entry)")
     header = _parse_header(path, contents.pop(_HEADER))
@@ -56,22 +48,6 @@ def read_weights(path, cls):
     _check_config(path, header["config"], cls)
     cell_ids = contents.pop(_CELLS, None)
     return header["config"], cell_ids, contents, header["version"]
-
-
-def _read_archive(path):
-    """Every array of the ``.npz`` at ``path``, read with the file closed before returning."""
-    with open(os.fspath(path), "rb") as fh:  # FileNotFoundError passes through, as Python's convention
-        magic = fh.read(4)
-        if magic not in _ZIP_MAGIC:
-            what = "an empty file" if not magic else f"a file starting with {magic!r}"
-            raise ValueError(f"{path} is not a foscat_core network file (an .npz archive): it is {what}")
-        fh.seek(0)
-        try:
-            with np.load(fh, allow_pickle=False) as data:
-                return {key: data[key] for key in data.files}
-        except _DAMAGED as err:
-            raise ValueError(f"{path} is a damaged network file (truncated or corrupted): "
-                             f"{type(err).__name__}: {err}") from err
 
 
 def _parse_header(path, raw):

@@ -80,6 +80,11 @@ def test_resume_checks_the_file(tmp_path):
     with pytest.raises(ValueError, match="written by a CNN with config"):
         other.fit(x, y, n_epoch=2, checkpoint=path, resume=True, verbose=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]  # no temporary left behind
+    blob = path.read_bytes()
+    for name, content in (("truncated.npz", blob[: len(blob) // 2]), ("empty.npz", b"")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=f"{name} is .* foscat_core checkpoint"):
+            net.fit(x, y, n_epoch=2, checkpoint=tmp_path / name, resume=True, verbose=False)
 
 
 @pytest.mark.parametrize("backend", AUTOGRAD_BACKENDS)

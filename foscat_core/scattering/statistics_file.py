@@ -3,11 +3,10 @@ written atomically; read back onto the backend they came from."""
 
 import json
 import os
-import zipfile
 
 import numpy as np
 
-from foscat_core._files import atomic_write
+from foscat_core._files import atomic_write, read_npz
 from foscat_core.backends import resolve_backend
 
 from .compat import BackendCompat
@@ -32,19 +31,11 @@ def write_statistics(stats, path):
 
 def read_statistics(cls, path, backend):
     """What :meth:`ScatteringStatistics.load` reads (``cls``: the class to build)."""
+    data = read_npz(path, "scattering statistics file")
     try:
-        data = np.load(os.fspath(path), allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"path: {path!r} is not a readable scattering statistics file ({err})") from err
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f"path: {path!r} is not a scattering statistics file written by save() (a plain array)")
-    with data:
-        try:
-            return _from_npz(cls, data, path, backend)
-        except (KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as err:
-            raise ValueError(f"path: {path!r} is not a valid scattering statistics file ({err})") from err
+        return _from_npz(cls, data, path, backend)
+    except (KeyError, ValueError, TypeError, json.JSONDecodeError) as err:
+        raise ValueError(f"path: {path!r} is not a valid scattering statistics file ({err})") from err
 
 
 def _from_npz(cls, data, path, backend):
