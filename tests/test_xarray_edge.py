@@ -62,8 +62,8 @@ def test_grid_of_xdggs_decoded_and_zarr_round_trip(tmp_path, rng):
     assert decoded.cell_ids.attrs == {}  # xdggs keeps the grid in its index once decoded
     grid = grid_of(decoded["sst"])
     assert (grid.nside, grid.nest) == (NSIDE, False)
-    ds.to_zarr(tmp_path / "sst.zarr")
-    lazy = xr.open_zarr(tmp_path / "sst.zarr")["sst"]
+    ds.to_zarr(tmp_path / "sst.zarr", consolidated=False)
+    lazy = xr.open_zarr(tmp_path / "sst.zarr", consolidated=False)["sst"]
     grid = grid_of(lazy)
     assert (grid.nside, grid.nest, grid.cell_dim) == (NSIDE, False, "cells")
     np.testing.assert_array_equal(grid.cell_ids, ids)
