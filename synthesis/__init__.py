@@ -9,6 +9,6 @@ host vector, the gradient coming from the backend's autograd (torch or TensorFlo
 
 from .loss import BackendOnly, Loss
 from .synthesis import SYNTHESIS_BACKENDS, Synthesis
-from .generator import Generator  # noqa: F401  (a decoder network trained on scattering statistics)
+from .generator import Generator
 
-__all__ = ["Loss", "BackendOnly", "Synthesis", "SYNTHESIS_BACKENDS"]
+__all__ = ["Loss", "BackendOnly", "Synthesis", "SYNTHESIS_BACKENDS", "Generator"]

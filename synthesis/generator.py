@@ -9,13 +9,13 @@ only), like the networks of :mod:`foscat_core.nn`; its weights go to the portabl
 so a generator trained in torch samples the same maps in TensorFlow for the same seed.
 """
 
-import inspect
 
 import numpy as np
 
 from foscat_core._arrays import as_backend_array
 from foscat_core._validation import check_dtype_name, check_kernel_size, check_nside, check_positive_int
 from foscat_core.domain import Domain
+from foscat_core.nn.checkpoint import assign_weights
 from foscat_core.nn.layers import PointwiseConv, Up, make_stencil
 from foscat_core.nn.module import NativeModule
 from foscat_core.nn.training import eval_mode
@@ -354,20 +354,7 @@ class Generator(NativeModule):
         >>> bool(np.array_equal(same.sample(2, seed=5), gen.sample(2, seed=5)))
         True
         """
-        config, cell_ids, arrays, _ = _read_weights(path, cls.__dict__.get("_fc_portable", cls))
+        config, cell_ids, arrays, _ = read_weights(path, cls.__dict__.get("_fc_portable", cls))
         gen = cls(**config, cell_ids=cell_ids, backend=backend, device=device)
-        expected = dict(gen.named_variables())
-        missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
-        if missing or extra:
-            raise ValueError(f"{path}: weights do not match the Generator (missing {missing[:5]}, unexpected {extra[:5]})")
-        for name, variable in expected.items():
-            if tuple(arrays[name].shape) != tuple(int(s) for s in variable.shape):
-                raise ValueError(f"{path}: {name} has shape {arrays[name].shape}, expected {tuple(variable.shape)}")
-            gen.fw.assign(variable, arrays[name])
+        assign_weights(gen, arrays, path)
         return gen
-
-
-def _read_weights(path, cls):
-    """``read_weights`` takes the class (newer) or its name (older weights_file)."""
-    first = list(inspect.signature(read_weights).parameters)[1]
-    return read_weights(path, cls if first == "cls" else cls.__name__)
