@@ -11,9 +11,10 @@ True
 """
 
 from .compat import BackendCompat
+from .distance import reduce_distance
 from .operator import ScatteringCovariance, funct
 from .statistics import ScatteringStatistics, scat_cov
 from .wavelets import conv_kernel, morlet_bank
 
 __all__ = ["ScatteringCovariance", "funct", "ScatteringStatistics", "scat_cov", "BackendCompat", "morlet_bank",
-           "conv_kernel"]
+           "conv_kernel", "reduce_distance"]

@@ -12,6 +12,7 @@ from foscat_core.stencil_geometry import GAUGE_TYPES
 from . import edge
 from .compat import BackendCompat
 from .compute import assemble, scale_indices, scattering_scales
+from .distance import reduce_distance
 from .pyramid import build_levels, count_scales, level_filter, mask_pyramid
 from .settings import OperatorSettings, hash_array
 from .statistics import ScatteringStatistics
@@ -333,6 +334,18 @@ class ScatteringCovariance:
     def reduce_mean_batch(self, stats):
         """``stats.reduce_mean_batch()``: batch mean summed over coefficients (a backend scalar)."""
         return stats.reduce_mean_batch()
+
+    def reduce_distance(self, stat, ref, sigma=None):
+        """Mean over all coefficients of ``|stat - ref|**2 / sigma**2`` (a differentiable backend
+        scalar); see :func:`~foscat_core.scattering.distance.reduce_distance`.
+
+        >>> import numpy as np
+        >>> op = funct(KERNELSZ=3, NORIENT=2, backend="numpy")
+        >>> st = op.eval(np.random.default_rng(0).normal(size=(3, 48)))
+        >>> round(float(op.reduce_distance(st, st.mean_batch(), st.std_batch())), 6)
+        1.0
+        """
+        return reduce_distance(stat, ref, sigma)
 
     def reduce_sum(self, stats):
         return stats.reduce_sum()

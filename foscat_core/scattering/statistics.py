@@ -10,7 +10,7 @@ import numpy as np
 
 from foscat_core.backends import resolve_backend
 
-from .compat import BackendCompat, power, raw_backend
+from .compat import BackendCompat, power, raw_backend, safe_sqrt
 from .pair_arithmetic import apply_op
 from .settings import OperatorSettings, differences
 from .statistics_file import ORDER, read_statistics, write_statistics
@@ -307,13 +307,56 @@ class ScatteringStatistics:
         return s.reduce_sum() / b
 
     def mean_batch(self):
-        """Statistics averaged over the batch (batch axis kept, of size 1)."""
+        """Per-coefficient mean over the batch of maps (complex coefficients: of real and imaginary parts).
+
+        Returns
+        -------
+        ScatteringStatistics
+            Same coefficients and settings, batch axis of size 1 (``S1`` (1, M, J, K), ...); a
+            reference that meets statistics of any batch size. Differentiable on every backend.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from foscat_core.scattering import funct
+        >>> st = funct(KERNELSZ=3, NORIENT=2, backend="numpy").eval(np.random.default_rng(0).normal(size=(3, 48)))
+        >>> m = st.mean_batch()
+        >>> m.S1.shape, bool(np.allclose(m.S1[0], st.S1.mean(axis=0)))
+        ((1, 1, 2, 2), True)
+        """
         xp = self.backend.xp
         return self.map(lambda a: xp.mean(a, axis=0, keepdims=True))
 
     def std_batch(self):
-        """Standard deviation over the batch (``|.|`` for complex coefficients): a real object, batch axis 1."""
-        return ((self - self.mean_batch()) ** 2).mean_batch() ** 0.5
+        """Per-coefficient standard deviation over the batch of maps (population, ``ddof=0``).
+
+        A real coefficient gets ``sqrt(mean_b (x_b - <x>)**2)``; a complex one the root mean square
+        modulus of its deviation, ``sqrt(mean_b |z_b - <z>|**2)`` (= the quadratic sum of the
+        standard deviations of its real and imaginary parts), which is the scale of the
+        ``|stat - ref|**2`` terms of :func:`~foscat_core.scattering.reduce_distance`. The result
+        is a real object (every coefficient real), batch axis of size 1: ``sigma=`` for
+        ``reduce_distance``. Differentiable on every backend (the gradient of a zero standard
+        deviation is 0, not NaN).
+
+        Returns
+        -------
+        ScatteringStatistics
+            Real, ``S1`` (1, M, J, K), ``S3`` (1, M, n_s3, K, K), ``S4`` (1, M, n_s4, K, K, K), ...
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from foscat_core.scattering import funct
+        >>> st = funct(KERNELSZ=3, NORIENT=2, backend="numpy").eval(np.random.default_rng(0).normal(size=(3, 48)))
+        >>> sd = st.std_batch()
+        >>> sd.S3.shape, sd.is_complex("S3"), bool(np.allclose(sd.S1[0], st.S1.std(axis=0)))
+        ((1, 1, 3, 2, 2), False, True)
+        >>> z = st.numpy()["S3"]
+        >>> bool(np.allclose(sd.S3[0], np.sqrt(z.real.std(0) ** 2 + z.imag.std(0) ** 2)))
+        True
+        """
+        xp = self.backend.xp
+        return ((self - self.mean_batch()) ** 2).mean_batch().map(lambda a: safe_sqrt(xp, a))
 
     # --- host copies and files --------------------------------------------------------------
     def numpy(self):
