@@ -143,4 +143,4 @@ def test_bad_input():
         reduce_distance(stat, stat.mean_batch(), sigma=stat.std_batch().map(lambda a: a * 0))
     with pytest.raises(ValueError, match="different shapes"):
         reduce_distance(stat, stat.mean_batch(), sigma=op.eval(realisations(3, 13)).std_batch().map(
-            lambda a: np.concatenate([a, a], axis=0)))
+            lambda a: np.concatenate([a, a, a], axis=0)))
