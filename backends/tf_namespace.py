@@ -47,6 +47,9 @@ class TensorflowNamespace:
     def matmul(self, a, b):
         return self._tf.linalg.matmul(a, b)
 
+    def sort(self, x, axis=-1, descending=False):
+        return self._tf.sort(x, axis=axis, direction="DESCENDING" if descending else "ASCENDING")
+
     def where(self, cond, a, b):
         a = self._tf.convert_to_tensor(a)
         b = self._tf.cast(b, a.dtype) if not hasattr(b, "dtype") else b

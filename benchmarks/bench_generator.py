@@ -71,6 +71,9 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--chanlist", default=None, help="comma-separated, finest first; default 4,8,16,32,64")
     parser.add_argument("--diversity", type=float, default=1.0)
+    parser.add_argument("--one-point", type=float, default=1.0, help="weight of the one-point (sorted values) term")
+    parser.add_argument("--fine-level", default="conv", choices=["conv", "subpixel"])
+    parser.add_argument("--norm", default="self", choices=["self", "none"], help="norm of the scattering statistics")
     parser.add_argument("--lbfgs-maps", type=int, default=4)
     parser.add_argument("--lbfgs-iters", type=int, default=None, help="default 200 (100 with --quick)")
     parser.add_argument("--no-lbfgs", action="store_true")
@@ -84,11 +87,13 @@ def main(argv=None):
     chanlist = [int(c) for c in args.chanlist.split(",")] if args.chanlist else [4, 8, 16, 32, 64][: max(2, nside.bit_length() - 2)]
     target = lognormal_target(nside)
     op = funct(KERNELSZ=3, NORIENT=4, all_type="float32", backend=args.backend)
-    gen = Generator(nside, chanlist=chanlist, backend=args.backend, seed=0)
-    print(f"{gen}; nside {nside}, {iters} steps of {args.batch} maps, lr {args.lr}, threads "
+    gen = Generator(nside, chanlist=chanlist, backend=args.backend, seed=0, fine_level=args.fine_level)
+    print(f"{gen}; nside {nside}, {iters} steps of {args.batch} maps, lr {args.lr}, one_point {args.one_point}, "
+          f"norm {args.norm}, threads "
           f"{os.environ.get('OMP_NUM_THREADS', 'default')}")
     history = gen.fit(target, op, n_iter=iters, batch_size=args.batch, lr=args.lr, verbose=args.verbose, seed=0,
-                      diversity=args.diversity)
+                      diversity=args.diversity, one_point=args.one_point,
+                      norm=None if args.norm == "none" else args.norm)
     q = quality(gen.sample(16, seed=123), target, nside)
     ms = ms_per_sample(gen)
     print(f"[generator] training {history['seconds']:.0f} s ({history['seconds'] / iters:.2f} s/step); statistics "

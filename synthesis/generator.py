@@ -23,8 +23,8 @@ from foscat_core.nn.weights_file import read_weights, write_weights
 from foscat_core.ordering import check_nest, nested_cell_ids
 
 from . import generator_training
-from .generator_model import (LevelBlock, check_count, check_norm, draw_noise, noise_shapes, pyramid_levels,
-                              resolve_convs, resolve_levels, sample_seeds)
+from .generator_model import (LevelBlock, SubpixelUp, check_count, check_fine_level, check_norm, draw_noise,
+                              noise_shapes, pyramid_levels, resolve_convs, resolve_levels, sample_seeds)
 
 
 class Generator(NativeModule):
@@ -34,8 +34,12 @@ class Generator(NativeModule):
     ``nside`` doubling per level. The latent noise (``latent_channels`` maps at ``latent_nside``)
     goes through a block ``(SphericalConv -> norm -> ReLU) x n_convs`` on the level's oriented
     K x K stencil; between levels an ``Up`` copies each cell's features to its four children and
-    ``noise_channels`` fresh noise maps are concatenated (fine scales get their own randomness);
-    a 1x1 head maps the finest level's channels to one, and the output is
+    ``noise_channels`` fresh noise maps are concatenated (fine scales get their own randomness).
+    With ``fine_level="subpixel"`` the up-step into the finest level is learned instead: a
+    convolution on the parent level gives each of the four children its own channels (a
+    sub-pixel convolution, 4x fewer cells than a convolution at ``nside``), followed by 1x1
+    convolutions with norm and ReLU. A 1x1 head maps the finest level's channels to one, and the
+    output is
     ``out_mean + out_std * head`` (both set by :meth:`fit` from the target's mean and variance,
     and saved with the weights). All the noise is drawn with NumPy from a seed, so samples are
     the same on every backend.
@@ -66,14 +70,20 @@ class Generator(NativeModule):
         Noise maps concatenated at every level above the latent one (0: none, every sample is a
         function of the latent noise only).
     n_convs : int or list of int, optional
-        Convolutions per level (a list: finest level first). Default: 1 at ``nside`` (the
-        costliest level), 2 at every coarser level.
+        Convolutions per level (a list: finest level first; with ``fine_level="subpixel"`` the
+        finest entry counts its 1x1 convolutions). Default: 1 at ``nside`` (the costliest level),
+        2 at every coarser level.
     norm : {"instance", "batch", "group", "none"}
         Normalisation after every convolution. ``"instance"`` (default) normalises each sample
         on its own: a sample does not depend on the batch it is drawn in, and training and
         sampling behave alike.
     gauge_type : {"phi", "cosmo"}
         Stencil gauge (see :class:`foscat_core.SphericalStencil`).
+    fine_level : {"conv", "subpixel"}
+        How the finest level is made (with two levels or more): ``"conv"`` (default): copy-up
+        like the other levels, then the K x K block at ``nside``; ``"subpixel"``: as above, about
+        half the sampling cost at the finest level, but in short trainings its samples matched
+        the target's skewness less well (see ``benchmarks/README.md``).
     backend : str or Backend, optional
         ``"torch"``, ``"tensorflow"`` (train and sample) or ``"numpy"`` (sample only).
     dtype : {"float32", "float64"}
@@ -117,8 +127,8 @@ class Generator(NativeModule):
     """
 
     def __init__(self, nside, cell_ids=None, nest=True, latent_channels=8, chanlist=None, KERNELSZ=3,
-                 latent_nside=None, noise_channels=1, n_convs=None, norm="instance", gauge_type="phi", backend=None,
-                 dtype="float32", seed=None, device=None):
+                 latent_nside=None, noise_channels=1, n_convs=None, norm="instance", gauge_type="phi",
+                 fine_level="conv", backend=None, dtype="float32", seed=None, device=None):
         super().__init__(backend=backend, device=device)
         self.nside = check_nside(nside, "nside")
         self.nest = check_nest(nest)
@@ -127,6 +137,7 @@ class Generator(NativeModule):
         noise_channels = check_count(noise_channels, "noise_channels", 0)
         KERNELSZ = check_kernel_size(KERNELSZ, "KERNELSZ")
         norm = check_norm(norm)
+        fine_level = check_fine_level(fine_level)
         chanlist, latent_nside = resolve_levels(self.nside, chanlist, latent_nside)
         n_convs = resolve_convs(n_convs, len(chanlist))
         if seed is None:
@@ -145,20 +156,24 @@ class Generator(NativeModule):
         object.__setattr__(self, "config", dict(
             nside=self.nside, nest=self.nest, latent_channels=latent_channels, chanlist=chanlist,
             KERNELSZ=KERNELSZ, latent_nside=latent_nside, noise_channels=noise_channels, n_convs=n_convs,
-            norm=norm, gauge_type=gauge_type, dtype=self.dtype, seed=seed))
+            norm=norm, gauge_type=gauge_type, fine_level=fine_level, dtype=self.dtype, seed=seed))
         levels = pyramid_levels(self.nside, nested, len(chanlist))
         object.__setattr__(self, "levels", levels)
         sizes = [12 * ns * ns if ids is None else len(ids) for ns, ids in levels]
         object.__setattr__(self, "_noise_sizes", sizes)
         object.__setattr__(self, "_noise_channels", noise_shapes(latent_channels, noise_channels, sizes))
         channels = chanlist[::-1]  # coarse to fine
-        seeds = iter(np.random.SeedSequence(seed).generate_state(sum(n_convs) + 1))
-        blocks, ups, repeat, c_prev = [], [], [], 0
+        seeds = iter(np.random.SeedSequence(seed).generate_state(sum(n_convs) + 2))
+        blocks, ups, repeat, c_prev, stencil = [], [], [], 0, None
         for i, ((ns, ids), c, k) in enumerate(zip(levels, channels, n_convs[::-1])):
-            stencil = make_stencil(ns, ids, KERNELSZ, gauge_type, 1, self.backend, self.dtype)
             c_in = c_prev + self._noise_channels[i]
-            blocks.append(LevelBlock(c_in, c, stencil, norm, k, [next(seeds) for _ in range(k)]))
-            if i + 1 < len(levels):
+            subpixel = i > 0 and i + 1 == len(levels) and fine_level == "subpixel"
+            if subpixel:  # the finest level: learned up from the parent level, then 1 x 1 convolutions
+                ups.append(SubpixelUp(c_prev, c, stencil, levels[i - 1][1], ids, next(seeds)))
+                c_in = c + self._noise_channels[i]
+            stencil = make_stencil(ns, ids, KERNELSZ, gauge_type, 1, self.backend, self.dtype)
+            blocks.append(LevelBlock(c_in, c, stencil, norm, k, [next(seeds) for _ in range(k)], pointwise=subpixel))
+            if i + 1 < len(levels) and not (i + 2 == len(levels) and fine_level == "subpixel"):
                 ups.append(Up(ns, ids, levels[i + 1][1], backend=self.backend))
                 # Children stored parent by parent (a NESTED full sky, or a region holding whole
                 # quads in that order): up is a broadcast, not a gather.
@@ -207,7 +222,7 @@ class Generator(NativeModule):
         return self.out_mean + self.out_std * y
 
     def _up(self, i, h):
-        if not self._up_repeat[i]:
+        if i >= len(self._up_repeat) or not self._up_repeat[i]:
             return self.ups[i](h)
         xp, shape = self.backend.xp, tuple(int(d) if d is not None else -1 for d in h.shape)
         ones = self._ones4()
@@ -266,7 +281,7 @@ class Generator(NativeModule):
 
     # --- training ----------------------------------------------------------------------------
     def fit(self, target, scat_op, n_iter=300, batch_size=8, lr=3e-3, verbose=True, seed=0, match="sample",
-            diversity=1.0, mask=None, lr_schedule="cosine", weight_decay=0.0):
+            diversity=1.0, mask=None, lr_schedule="cosine", weight_decay=0.0, one_point=None, norm="self"):
         """Train the generator so that its samples have the target's scattering statistics.
 
         Each step draws ``batch_size`` samples of noise, generates maps, computes their
@@ -306,6 +321,15 @@ class Generator(NativeModule):
         lr_schedule : {None, "cosine", "step"} or callable
             ``step -> factor`` of ``lr`` (see :func:`foscat_core.nn.optimizers.resolve_schedule`).
         weight_decay : float
+        one_point : float, optional
+            Weight of the one-point term: the squared 1-D Wasserstein distance between each
+            generated map's pixel values and the target's (sorted values), over the target's
+            variance; it fixes the histogram (skewness, tails) that scattering coefficients
+            constrain only weakly. ``None`` (default): 1 for map targets, 0 for statistics targets
+            (which carry no pixel values; a positive weight is then a ``ValueError``).
+        norm : {"self", None}
+            How the statistics of map targets and of generated maps are normalised
+            (``scat_op.eval(..., norm=norm)``); statistics targets keep their own.
 
         Returns
         -------
@@ -314,7 +338,8 @@ class Generator(NativeModule):
             ``"seconds"`` (wall time of the steps); ``"initial_distance"``/``"final_distance"``
             and ``"initial_decorrelation"``/``"final_decorrelation"``: the statistics distance
             and the decorrelation term of one fixed batch of noise, in evaluation mode, before
-            and after training.
+            and after training; ``"initial_one_point"``/``"final_one_point"`` likewise (NaN when
+            the term is off).
 
         Examples
         --------
@@ -329,7 +354,8 @@ class Generator(NativeModule):
         """
         return generator_training.fit(self, target, scat_op, n_iter=n_iter, batch_size=batch_size, lr=lr,
                                       verbose=verbose, seed=seed, match=match, diversity=diversity, mask=mask,
-                                      lr_schedule=lr_schedule, weight_decay=weight_decay)
+                                      lr_schedule=lr_schedule, weight_decay=weight_decay, one_point=one_point,
+                                      norm=norm)
 
     # --- files -------------------------------------------------------------------------------
     def save(self, path):

@@ -14,8 +14,11 @@ import numbers
 import numpy as np
 
 from foscat_core._validation import check_nside, check_positive_int
-from foscat_core.nn.layers import NORMS, Norm, SphericalConv
+from foscat_core.nn.layers import NORMS, Norm, PointwiseConv, SphericalConv
 from foscat_core.nn.module import NativeModule
+from foscat_core.pyramid_ops import UpPlan
+
+FINE_LEVELS = ("subpixel", "conv")
 
 
 def check_chanlist(chanlist, n_levels_hint=None):
@@ -88,13 +91,23 @@ def pyramid_levels(nside, nested_ids, n_levels):
 
 
 class LevelBlock(NativeModule):
-    """``n_convs`` times (SphericalConv -> Norm -> ReLU) on one level: (B, C_in, N) -> (B, C_out, N)."""
+    """``n_convs`` times (SphericalConv -> Norm -> ReLU) on one level: (B, C_in, N) -> (B, C_out, N).
 
-    def __init__(self, in_channels, out_channels, stencil, norm, n_convs, seeds):
+    With a normalisation the convolutions have no bias (the norm's shift takes its place), and
+    instance norm + ReLU run as one affine map per (sample, channel) on the centred output: fewer
+    passes over the finest, largest levels than ``Norm`` followed by ``relu`` (same numbers to
+    rounding).
+    """
+
+    def __init__(self, in_channels, out_channels, stencil, norm, n_convs, seeds, pointwise=False):
         super().__init__(backend=stencil.backend)
         convs, norms, c_prev = [], [], in_channels
         for i in range(n_convs):
-            convs.append(SphericalConv(c_prev, out_channels, stencil, seed=seeds[i]))
+            if pointwise:  # 1 x 1 convolutions (the sub-pixel finest level)
+                convs.append(PointwiseConv(c_prev, out_channels, backend=stencil.backend, dtype=stencil.dtype,
+                                           bias=norm == "none", seed=seeds[i]))
+            else:
+                convs.append(SphericalConv(c_prev, out_channels, stencil, bias=norm == "none", seed=seeds[i]))
             norms.append(Norm(out_channels, norm, backend=stencil.backend, dtype=stencil.dtype))
             c_prev = out_channels
         self.add_child("convs", convs)
@@ -102,8 +115,72 @@ class LevelBlock(NativeModule):
 
     def forward(self, x):
         for conv, norm in zip(self.convs, self.norms):
-            x = self.fw.relu(norm(conv(x)))
+            x = self._instance_relu(conv(x), norm) if norm.kind == "instance" else self.fw.relu(norm(conv(x)))
         return x
+
+    def _instance_relu(self, y, norm):
+        xp = self.backend.xp
+        d = y - xp.mean(y, axis=2, keepdims=True)
+        var = xp.mean(d * d, axis=2, keepdims=True)
+        a = xp.reshape(norm.scale, (1, -1, 1)) / xp.sqrt(var + norm.eps)
+        return self.fw.relu(d * a + xp.reshape(norm.shift, (1, -1, 1)))
+
+
+class SubpixelUp(NativeModule):
+    """One level up by a learned sub-pixel convolution: (B, C_in, N_parent) -> (B, C_out, M).
+
+    A spherical convolution on the parent level gives ``4 * C_out`` channels, ``C_out`` per child
+    position ``q = nested_id % 4`` (channel ``c * 4 + q``); each child cell takes its own group
+    from its parent. A learned, cheap replacement of copy-up followed by a convolution at the
+    fine level (the strided transposed convolution of image decoders): the convolution runs on a
+    quarter of the cells.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import foscat_core as fc
+    >>> st = fc.SphericalStencil(2, 3, backend="numpy")
+    >>> up = SubpixelUp(3, 2, st, None, None, seed=0)
+    >>> y = up(np.ones((5, 3, 48), "float32"))     # (B, C_in, N_parent) -> (B, C_out, 4 N_parent)
+    >>> y.shape, bool(np.allclose(y[:, :, 0::4], y[:, :, :1]))   # a flat map: child 0 alike everywhere
+    ((5, 2, 192), True)
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    stencil : SphericalStencil
+        The parent level's stencil (its cells are the parents, in the stencil's order).
+    parent_ids : ndarray or None
+        NESTED ids of the parent level (``None``: full sky); ``target_ids``: NESTED ids of the
+        children, in the output's order.
+    """
+
+    def __init__(self, in_channels, out_channels, stencil, parent_ids, target_ids, seed):
+        super().__init__(backend=stencil.backend)
+        self.add_child("conv", SphericalConv(in_channels, 4 * out_channels, stencil, bias=False, seed=seed))
+        self.out_channels = out_channels
+        plan = UpPlan(stencil.nside, parent_ids, target_ids)
+        nested = np.asarray(plan.target_ids, dtype=np.int64)  # NESTED: the plan is built nest=True
+        self._n_parent = plan.n_cells
+        # y (B, C, 4, N_parent) transposed to (B, C, N_parent, 4) and read flat: child n takes
+        # flat[p_n * 4 + q_n]; a NESTED full sky (children parent by parent) needs no gather.
+        flat = plan.positions * 4 + nested % 4
+        identity = bool(np.array_equal(flat, np.arange(4 * self._n_parent)))
+        object.__setattr__(self, "_flat", None if identity else self.backend.index_array(flat))  # made eagerly
+
+    def forward(self, h):
+        xp = self.backend.xp
+        y = self.conv(h)
+        b = int(y.shape[0]) if y.shape[0] is not None else -1
+        y = xp.permute_dims(xp.reshape(y, (b, self.out_channels, 4, self._n_parent)), (0, 1, 3, 2))
+        y = xp.reshape(y, (b, self.out_channels, 4 * self._n_parent))
+        return y if self._flat is None else xp.take(y, self._flat, axis=2)
+
+
+def check_fine_level(fine_level):
+    if fine_level not in FINE_LEVELS:
+        raise ValueError(f"fine_level must be one of {FINE_LEVELS}, got {fine_level!r}")
+    return fine_level
 
 
 def check_norm(norm):
@@ -148,5 +225,5 @@ def sample_seeds(seed, n):
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint64)]
 
 
-__all__ = ["LevelBlock", "check_chanlist", "check_count", "check_norm", "draw_noise", "noise_shapes",
+__all__ = ["FINE_LEVELS", "LevelBlock", "SubpixelUp", "check_fine_level", "check_chanlist", "check_count", "check_norm", "draw_noise", "noise_shapes",
            "pyramid_levels", "resolve_levels", "sample_seeds", "check_positive_int"]

@@ -2,8 +2,8 @@
 
 The loss
 --------
-The target statistics ``ref`` are ``scat_op.eval(target, norm="self")`` averaged over the target
-maps (or the statistics given). Each step draws ``B`` noise samples, generates maps ``x_b`` and
+The target statistics ``ref`` are ``scat_op.eval(target, norm=norm)`` (``norm="self"`` by
+default) averaged over the target maps (or the statistics given). Each step draws ``B`` noise samples, generates maps ``x_b`` and
 evaluates ``s_b = scat_op.eval(x_b, norm=ref.norm)``. The distance of one set of statistics to the
 reference is, per coefficient family ``S0, S1, S2, S3, S4``, the mean over its entries of
 ``|s - ref|**2 / scale**2``, summed over the families:
@@ -25,6 +25,14 @@ added: ``diversity * mean_{b != b'} corr(x_b, x_b')**2``, the squared Pearson co
 cells between two samples of the batch. Independent samples of a field with few large-scale
 modes still correlate by chance (``corr**2 ~ 1 / N_modes``), so the term cannot be driven to 0;
 it only pushes away from copies.
+
+Scattering coefficients constrain the one-point distribution (the histogram of the pixel
+values) only weakly -- with ``norm="self"`` the sign of the skewness hardly shows -- so for map
+targets a one-point term is added: ``one_point * mean_b mean_n (sort(x_b)_n - q_n)**2 / var``,
+the squared 1-D Wasserstein-2 distance between each generated map's values and the target's
+(``q``: the target's sorted values, averaged over the target maps; ``var``: their variance).
+Sorting is differentiable (the gradient flows to the cell that holds each rank), in torch and in
+TensorFlow alike. With ``mask`` it runs over the cells any mask row weighs (> 0).
 """
 
 import time
@@ -73,15 +81,16 @@ def domain_kwargs(gen):
     return kwargs
 
 
-def reference(gen, target, scat_op, mask):
-    """``(ref statistics of batch 1 on the operator's backend, norm)`` from maps or statistics."""
+def reference(gen, target, scat_op, mask, norm="self"):
+    """``(ref statistics of batch 1 on the operator's backend, norm, maps)`` from maps (float64
+    (B, N_cells), returned as ``maps``) or statistics (``maps`` None)."""
     bk = operator_backend(scat_op)
     dtype = getattr(scat_op, "all_type", "float64")
     if isinstance(target, ScatteringStatistics):
         if target.cross:
             raise ValueError("target statistics must be auto statistics (scat_op.eval(x)), got cross statistics")
         ref = target.mean_batch() if int(next(iter(target._c.values())).shape[0]) > 1 else target
-        return ref.to_backend(bk, dtype=dtype), target.norm
+        return ref.to_backend(bk, dtype=dtype), target.norm, None
     if bk.is_native(target) or gen.backend.is_native(target):
         target = bk.to_numpy(target)
     try:
@@ -96,8 +105,27 @@ def reference(gen, target, scat_op, mask):
                          f"generator's domain), got shape {np.shape(target)}")
     if not np.all(np.isfinite(maps)):
         raise ValueError("target contains NaN or infinite values; give those cells weight 0 in mask= and any finite value")
-    stats = scat_op.eval(maps, norm="self", mask=mask, **domain_kwargs(gen))
-    return stats.mean_batch(), "self"
+    stats = scat_op.eval(maps, norm=norm, mask=mask, **domain_kwargs(gen))
+    return stats.mean_batch(), norm, maps
+
+
+def one_point_reference(maps, mask, n_cells):
+    """``(cells or None, quantiles (n,), variance)``: the target maps' sorted values over the cells
+    a mask row weighs (all cells without mask), averaged over the maps, and their variance."""
+    cells = None
+    if mask is not None:
+        m = np.asarray(mask, dtype=np.float64).reshape(-1, n_cells)
+        cells = np.flatnonzero(m.max(axis=0) > 0)
+        maps = maps[:, cells]
+    q = np.sort(maps, axis=1).mean(axis=0)
+    return cells, q, max(float(maps.var()), 1e-30)
+
+
+def one_point_distance(xp, x, cells, quantiles, inv_var):
+    """Mean over maps of the squared 1-D Wasserstein-2 distance of ``x`` (B, N) to the quantiles."""
+    if cells is not None:
+        x = xp.take(x, cells, axis=1)
+    return xp.mean((xp.sort(x, axis=1) - quantiles) ** 2) * inv_var
 
 
 def scales(ref):
@@ -155,13 +183,18 @@ def decorrelation(xp, x):
     return (xp.sum(c * c) - xp.sum(diag * diag)) / (b * (b - 1))
 
 
-def make_objective(gen, scat_op, ref, norm, match, diversity, mask):
-    """``objective(x, *_) -> (total, distance, decorrelation)`` on generated maps x (B, N_cells)."""
+def make_objective(gen, scat_op, ref, norm, match, diversity, mask, one_point=0.0, maps=None):
+    """``parts(x) -> {"total", "distance", "decorrelation", "one_point"}`` (backend scalars;
+    ``None`` for a term that does not apply) on generated maps x (B, N_cells)."""
     bk = operator_backend(scat_op)
     xp = bk.xp
     op_dtype = getattr(scat_op, "all_type", gen.dtype)
     weights = {name: bk.asarray(w, dtype=op_dtype) for name, w in scales(ref).items()}
     kwargs = domain_kwargs(gen)
+    if one_point:
+        cells, q, var = one_point_reference(maps, mask, gen.n_cells)
+        cells = None if cells is None else gen.backend.asarray(cells, dtype="int64")
+        q = gen.backend.asarray(q, dtype=gen.dtype)
 
     def parts(x):
         xs = x if op_dtype == gen.dtype else xp.astype(x, bk.dtype(op_dtype))
@@ -171,12 +204,28 @@ def make_objective(gen, scat_op, ref, norm, match, diversity, mask):
         dist = xp.mean(distance_terms(xp, stats, ref, weights))
         dec = decorrelation(xp, x) if int(x.shape[0]) > 1 else None
         total = dist if (dec is None or diversity == 0) else dist + diversity * xp.astype(dec, dist.dtype)
-        return total, dist, dec
+        w1d = one_point_distance(xp, x, cells, q, 1.0 / var) if one_point else None
+        if w1d is not None:
+            total = total + one_point * xp.astype(w1d, dist.dtype)
+        return {"total": total, "distance": dist, "decorrelation": dec, "one_point": w1d}
 
     return parts
 
 
-def check_fit_arguments(n_iter, batch_size, lr, match, diversity, weight_decay, seed):
+def check_one_point(one_point, target_is_maps):
+    """The one-point weight: ``None`` -> 1 for map targets, 0 for statistics targets."""
+    if one_point is None:
+        return 1.0 if target_is_maps else 0.0
+    one_point = check_hyper(one_point, "one_point", positive=False)
+    if one_point and not target_is_maps:
+        raise ValueError(f"one_point={one_point} needs the target's pixel values, but target is statistics; give "
+                         "the target maps, or one_point=0")
+    return one_point
+
+
+def check_fit_arguments(n_iter, batch_size, lr, match, diversity, weight_decay, seed, norm):
+    if norm not in ("self", None):
+        raise ValueError(f"norm must be 'self' or None, got {norm!r}")
     n_iter = check_positive_int(n_iter, "n_iter")
     batch_size = check_positive_int(batch_size, "batch_size")
     lr = check_hyper(lr, "lr", positive=True)
@@ -189,34 +238,37 @@ def check_fit_arguments(n_iter, batch_size, lr, match, diversity, weight_decay, 
     return n_iter, batch_size, lr, diversity, weight_decay
 
 
-def evaluate(gen, parts, seeds):
-    """``(distance, decorrelation)`` floats of a batch drawn from ``seeds``, in evaluation mode."""
+def evaluate(gen, parts, seeds, when):
+    """``{when_distance, when_decorrelation, when_one_point}`` floats of a batch drawn from
+    ``seeds``, in evaluation mode (NaN for a term that does not apply)."""
     from foscat_core.nn.training import eval_mode
 
     with eval_mode(gen), gen.fw.no_grad():
         x = gen([gen.backend.asarray(a, dtype=gen.dtype) for a in gen._noise(seeds)])
-        _, dist, dec = parts(x)
+        terms = parts(x)
     to = gen.backend.to_numpy
-    return float(to(dist)), (float(to(dec)) if dec is not None else float("nan"))
+    return {f"{when}_{k}": (float(to(v)) if v is not None else float("nan"))
+            for k, v in terms.items() if k != "total"}
 
 
 def fit(gen, target, scat_op, *, n_iter, batch_size, lr, verbose, seed, match, diversity, mask, lr_schedule,
-        weight_decay):
+        weight_decay, one_point, norm):
     n_iter, batch_size, lr, diversity, weight_decay = check_fit_arguments(
-        n_iter, batch_size, lr, match, diversity, weight_decay, seed)
+        n_iter, batch_size, lr, match, diversity, weight_decay, seed, norm)
     schedule = resolve_schedule(lr_schedule, n_iter)
     check_operator(gen, scat_op)
-    ref, norm = reference(gen, target, scat_op, mask)
+    ref, norm, maps = reference(gen, target, scat_op, mask, norm)
+    one_point = check_one_point(one_point, maps is not None)
     s0 = np.asarray(ref.backend.to_numpy(ref["S0"]), dtype=np.float64)  # (1, M, 2)
     gen.fw.assign(gen.out_mean, np.asarray([s0[..., 0].mean()]))
     gen.fw.assign(gen.out_std, np.asarray([np.sqrt(max(s0[..., 1].mean(), 0.0))]))
-    parts = make_objective(gen, scat_op, ref, norm, match, diversity, mask)
+    parts = make_objective(gen, scat_op, ref, norm, match, diversity, mask, one_point, maps)
     opt = persistent_optimizer(gen, "adam", lr, weight_decay, 0.0, fresh=False)
-    step = gen.fw.trainer(gen, lambda x, y, w: parts(x)[0], opt)
+    step = gen.fw.trainer(gen, lambda x, y, w: parts(x)["total"], opt)
     rng = np.random.default_rng(seed)
     probe = [int(s) for s in rng.integers(0, 2**63 - 1, size=max(batch_size, 2))]
     history = {"loss": [], "lr": []}
-    history["initial_distance"], history["initial_decorrelation"] = evaluate(gen, parts, probe)
+    history.update(evaluate(gen, parts, probe, "initial"))
     t0 = time.perf_counter()
     gen.train()
     bar = tqdm(range(n_iter), desc=f"fit Generator ({gen.backend.name})", disable=not verbose)
@@ -232,5 +284,5 @@ def fit(gen, target, scat_op, *, n_iter, batch_size, lr, verbose, seed, match, d
         history["lr"].append(step_lr)
         bar.set_postfix(loss=f"{loss:.4g}")
     history["seconds"] = time.perf_counter() - t0
-    history["final_distance"], history["final_decorrelation"] = evaluate(gen, parts, probe)
+    history.update(evaluate(gen, parts, probe, "final"))
     return history

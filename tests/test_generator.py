@@ -96,6 +96,76 @@ def test_fit_lowers_the_loss(backend, target):
     assert np.max(np.abs(np.corrcoef(np.vstack([samples, target]))[-1, :-1])) < 0.6  # nor of the target
 
 
+@pytest.mark.parametrize("backend", AUTOGRAD_BACKENDS)
+def test_one_point_distance_is_the_sorted_values_distance(backend):
+    """The one-point term is mean_b mean_n (sort(x_b)_n - q_n)**2 / var, over the mask's cells."""
+    from foscat_core.backends import get_backend
+    from foscat_core.synthesis.generator_training import one_point_distance, one_point_reference
+
+    rng = np.random.default_rng(0)
+    target, x = rng.exponential(size=(2, 50)), rng.normal(size=(3, 50)).astype("float32")
+    mask = np.ones(50)
+    mask[:10] = 0
+    cells, q, var = one_point_reference(target, mask, 50)
+    assert np.array_equal(cells, np.arange(10, 50)) and var == pytest.approx(target[:, 10:].var())
+    expected = np.mean((np.sort(x[:, 10:], axis=1) - q) ** 2) / var
+    bk = get_backend(backend)
+    got = one_point_distance(bk.xp, bk.asarray(x), bk.asarray(cells, dtype="int64"), bk.asarray(q, dtype="float32"),
+                             1.0 / var)
+    assert float(bk.to_numpy(got)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_one_point_term_fixes_the_skewness(target):
+    """On a skewed target, the one-point term drives the samples' histogram towards the target's."""
+    op = cached_funct("torch", KERNELSZ=3, NORIENT=2, all_type="float32")
+    t = (target - target.mean()) / target.std()
+    skew = {}
+    for weight in (5.0, 0.0):
+        gen = Generator(NSIDE, backend="torch", **SMALL)
+        h = gen.fit(target, op, n_iter=30, batch_size=4, lr=1e-2, verbose=False, one_point=weight)
+        z = gen.sample(8, seed=2)
+        z = (z - z.mean(axis=1, keepdims=True)) / z.std(axis=1, keepdims=True)
+        skew[weight] = np.mean(z**3)
+        if weight:
+            assert h["final_one_point"] < 0.3 * h["initial_one_point"]
+        else:
+            assert np.isnan(h["final_one_point"])
+    assert skew[5.0] > 1.0 and abs(skew[5.0] - np.mean(t**3)) < abs(skew[0.0] - np.mean(t**3))
+    with pytest.raises(ValueError, match="one_point"):
+        gen.fit(op.eval(target, norm="self"), op, n_iter=1, verbose=False, one_point=1.0)
+    with pytest.raises(ValueError, match="norm"):
+        gen.fit(target, op, n_iter=1, verbose=False, norm="auto")
+
+
+@pytest.mark.parametrize("backend", ["numpy", *AUTOGRAD_BACKENDS])
+def test_fine_levels(backend):
+    """The copy-up + convolution finest level (default) and the sub-pixel one: both sample, on a
+    full sky and on a region in any order (the children gather), the same on every backend."""
+    ids = region(NSIDE)[::-1]
+    for fine in ("subpixel", "conv"):
+        gen = Generator(NSIDE, cell_ids=ids, fine_level=fine, backend=backend, **SMALL)
+        ref = Generator(NSIDE, cell_ids=ids, fine_level=fine, backend="numpy", **SMALL).sample(3, seed=5)
+        maps = gen.sample(3, seed=5)
+        assert np.max(np.abs(maps - ref)) <= 1e-5 * np.abs(ref).max() and np.std(maps) > 0
+    assert Generator(NSIDE, backend="numpy", **SMALL).config["fine_level"] == "conv"
+
+
+def test_subpixel_up_gives_each_child_its_channel_group():
+    """Child 4p + q takes channels q of its parent p (c * 4 + q); any child order is a gather."""
+    import foscat_core as fc
+    from foscat_core.synthesis.generator_model import SubpixelUp
+
+    st = fc.SphericalStencil(2, 3, backend="numpy")
+    full = SubpixelUp(2, 3, st, None, None, seed=1)
+    h = np.random.default_rng(0).normal(size=(2, 2, 48)).astype("float32")
+    y, conv = full(h), full.conv(h)                                  # (2, 3, 192), (2, 12, 48)
+    child = np.arange(192)
+    assert np.array_equal(y, conv[:, (np.arange(3) * 4)[:, None] + child % 4, child // 4])
+    order = np.random.default_rng(1).permutation(192)[:50]
+    part = SubpixelUp(2, 3, st, None, order, seed=1)
+    assert np.array_equal(part(h), y[:, :, order])
+
+
 def test_fit_on_a_region_with_statistics_target_and_batch_match():
     ids = region(NSIDE)
     op = cached_funct("torch", KERNELSZ=3, NORIENT=2, all_type="float32")
@@ -160,6 +230,7 @@ def test_load_refuses_other_files(tmp_path):
     (dict(nside=8, n_convs=[1]), ValueError, "n_convs"),
     (dict(nside=8, nest="yes"), TypeError, "nest"),
     (dict(nside=8, dtype="float16"), ValueError, "dtype"),
+    (dict(nside=8, fine_level="shuffle"), ValueError, "fine_level"),
 ])
 def test_constructor_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
