@@ -9,6 +9,7 @@
 Frameworks are imported on first use only.
 """
 
+import sys
 import threading
 
 from .base import Backend
@@ -111,6 +112,11 @@ def get_backend(name=None, device=None):
         name, device = _default["name"], device if device is not None else _default["device"]
     name = canonical_name(name)
     key = (name, None if device is None else str(device))
+    backend = _instances.get(key)
+    if backend is not None:
+        # Lock-free once made (a dict read is atomic): every forward pass asks for its tensors'
+        # backend, and torch.compile cannot trace a lock (it would break the graph there).
+        return backend
     with _lock:
         if key not in _instances:
             backend = _make(name, device)
@@ -174,6 +180,9 @@ def backend_of(x):
     >>> backend_of(np.zeros((1, 2, 12))) is None, backend_of([1.0, 2.0]) is None
     (True, True)
     """
+    torch = sys.modules.get("torch")  # loaded if x can be a torch tensor; never imported here
+    if torch is not None and isinstance(x, torch.Tensor):
+        return get_backend("torch", str(x.device))  # (no string test: torch.compile traces this)
     module = type(x).__module__
     if module.startswith("torch"):
         return get_backend("torch", str(x.device))

@@ -113,6 +113,14 @@ class Backend:
         """
         raise NotImplementedError
 
+    def prepare_contract(self, operators, n_in, c_in, c_out):
+        """Build ahead of time whatever :meth:`stencil_contract` will need for the operators of
+        ``operators()`` (a callable returning a list of them, only called by backends that
+        prepare anything) with inputs of ``n_in`` cells and ``c_in`` channels and weights of
+        ``c_out`` output channels per tap, forward and backward. The default builds nothing:
+        products build what they need on first use. The torch backend builds its gather tables
+        here, so that ``torch.compile`` and ``torch.export`` never trace host (scipy) code."""
+
     # --- autograd -------------------------------------------------------------------------
     def value_and_grad(self, fn, x):
         """``(fn(x), d fn / d x)`` for a scalar-valued ``fn`` of one native array ``x``."""

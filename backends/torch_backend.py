@@ -112,6 +112,10 @@ class TorchBackend(Backend):
     def sparse_operator(self, indptr, indices, data, shape, dtype):
         return TorchStencilOperator(self.torch, indptr, indices, data, shape, self.dtype(dtype), self.device)
 
+    def prepare_contract(self, operators, n_in, c_in, c_out):
+        for op in operators():
+            op.prepare(op.shape[1] // n_in, c_in, c_out)
+
     def stencil_contract(self, xt, wr, op):
         return self._contract.apply(xt, wr.contiguous(), op)
 

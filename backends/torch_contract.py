@@ -20,8 +20,12 @@ again in blocks of input rows, viewed as (rows, P * C_out); ``gx[b] = gz @ wr^T`
 ``gw += xt[b]^T @ gz``. The input is saved as given (a view of the caller's tensor, no copy).
 
 The gather tables (CSR of ``A``, ``A_i`` and ``A^T`` split into row blocks) are derived on the host
-from the operator, once per P, on first use (the adjoint in the forward pass, so never inside a
-backward trace), and moved to the device. Indices are int32 when they fit.
+from the operator, once per P, and moved to the device: ahead of time by
+:meth:`TorchStencilOperator.prepare` (networks call it when built, so ``torch.compile`` and
+``torch.export`` trace dictionary look-ups only, never scipy), else on first use (the adjoint in
+the forward pass, so never inside a backward trace). The block size is fixed when the operator is
+made, from ``torch.get_num_threads()`` then (nothing is read from the host while a graph is
+traced). Indices are int32 when they fit.
 
 Not chosen, measured (CPU, nside 64, B=8, 32->32, 1 thread): one gather over the whole batch
 (x laid out as (N, B * C)) gathers ~25% faster but the matmul then needs a (B, N) transpose or
@@ -30,7 +34,7 @@ P small matmuls, slower overall; ``torch.sparse_csr_tensor`` products are ~2x sl
 (the interpolate-first forward was slower than contract-first without blocks).
 """
 
-import sys
+import contextlib
 
 import numpy as np
 
@@ -71,22 +75,28 @@ class TorchStencilOperator:
         )
         self._bases = {}
         self._tables = {}
-        self._build = self._blocks
-        if _compiler_loaded(torch, "disable"):
-            self._build = torch.compiler.disable(self._blocks)  # host work: never traced
+        # Bags per block, fixed now: on CPU it grows with the thread count (each gather and matmul
+        # then has enough rows to share out); on CUDA one block per batch element.
+        threads = max(1, min(8, torch.get_num_threads()))
+        self._block_bags = None if device.type == "cuda" else _CPU_BLOCK_BAGS * threads
 
-    def table(self, kind, n_points, threads=1):
+    def prepare(self, n_points, c_in, c_out):
+        """Build now the tables a product with ``c_in`` input and ``c_out`` output channels per
+        tap (P = ``n_points``) reads, forward and backward, so none is built while traced."""
+        self.table("interp" if interpolate_first(c_in, c_out) else "contract", n_points)
+        self.table("adjoint", n_points)
+
+    def table(self, kind, n_points):
         """Gather table ``"contract"`` (A), ``"interp"`` (A_i) or ``"adjoint"`` (A^T) for
         P = ``n_points``: a list of row blocks (cell0, cell1, indices, offsets, weights), each
-        covering whole cells, built on first use. On CPU the block size grows with the thread
-        count (each gather and matmul then has enough rows to share out)."""
-        if kind == "contract" or self.device.type == "cuda":
-            block_bags = None  # contract: one block, its source z is whole anyway
-        else:
-            block_bags = _CPU_BLOCK_BAGS * max(1, min(8, threads))
-        key = (kind, n_points, block_bags)
+        covering whole cells, built on first use (or by :meth:`prepare`)."""
+        key = (kind, n_points)
         if key not in self._tables:
-            self._tables[key] = self._build(kind, n_points, block_bags)
+            build = self._blocks
+            if is_compiling(self.torch):  # not prepared: built outside the graph (a graph break)
+                build = self.torch.compiler.disable(self._blocks)
+            # contract: one block, its source z is whole anyway
+            self._tables[key] = build(kind, n_points, None if kind == "contract" else self._block_bags)
         return self._tables[key]
 
     def _base(self, kind, n_points):
@@ -114,6 +124,10 @@ class TorchStencilOperator:
         return self._bases[key]
 
     def _blocks(self, kind, n_points, block_bags):
+        with _real_tensors(self.torch):  # real device tensors, even when torch.export traces
+            return self._make_blocks(kind, n_points, block_bags)
+
+    def _make_blocks(self, kind, n_points, block_bags):
         torch = self.torch
         indptr, idx, wgt, n_cells, n_points = self._base(kind, n_points)
         step = n_cells if block_bags is None else max(1, block_bags // n_points)
@@ -148,29 +162,66 @@ class _RowBuffer:
         return self.buf.copy_(s)
 
 
-def _compiler_loaded(torch, name):
-    """True when torch.compile's machinery is already imported. Its decorators import it
-    (~1 s and ~130 MB), which a user who never compiles should not pay; a user who compiles has
-    it loaded by the time the first operator is built inside the trace."""
-    return "torch._dynamo" in sys.modules and hasattr(getattr(torch, "compiler", None), name)
+def _real_tensors(torch):
+    """A context in which tensors made from host data are real even under ``torch.export``'s
+    fake-tensor mode (the tables are cached: a fake one would break every later eager call)."""
+    fake = getattr(getattr(torch, "_subclasses", None), "fake_tensor", None)
+    unset = getattr(fake, "unset_fake_temporarily", None)
+    return unset() if unset is not None else contextlib.nullcontext()
+
+
+def _gather_batch(torch, table, x, n_points):
+    """The gather of ``table`` over the whole batch at once: x (B, N, C) → (B, rows / P, P * C).
+
+    The form used while a graph is traced: one gather per block for every batch element (the
+    batch rides in the gathered columns), no preallocated outputs written in place (a traced
+    graph rewrites those into copies and plans its own memory), so the graph does not grow with B.
+    """
+    batch, n, c = x.shape
+    dense = x.permute(1, 0, 2).reshape(n, batch * c)  # (N, B * C): row m = cell m of every map
+    parts = [_gather(torch, block, dense) for block in table]
+    g = parts[0] if len(parts) == 1 else torch.cat(parts)  # (rows, B * C)
+    return g.reshape(-1, n_points, batch, c).permute(2, 0, 1, 3).reshape(batch, -1, n_points * c)
+
+
+def _traced_forward(torch, xt, wr, op, n_points):
+    c_in, c_out = xt.shape[2], wr.shape[1] // n_points
+    if interpolate_first(c_in, c_out):
+        wp = wr.reshape(c_in, n_points, c_out).transpose(0, 1).reshape(n_points * c_in, c_out)
+        return torch.matmul(_gather_batch(torch, op.table("interp", n_points), xt, n_points), wp)
+    z = torch.matmul(xt, wr).reshape(xt.shape[0], -1, c_out)  # (B, N_in * P, C_out)
+    return _gather_batch(torch, op.table("contract", n_points), z, 1)
+
+
+def _traced_backward(torch, xt, wr, op, n_points, grad, need_x, need_w):
+    gz = _gather_batch(torch, op.table("adjoint", n_points), grad, n_points)  # (B, N_in, P * C_out)
+    gx = torch.matmul(gz, wr.T) if need_x else None
+    gw = xt.reshape(-1, xt.shape[2]).T @ gz.reshape(-1, gz.shape[2]) if need_w else None
+    return gx, gw
+
+
+def is_compiling(torch):
+    """True while ``torch.compile`` or ``torch.export`` traces (a constant in the traced code)."""
+    compiler = getattr(torch, "compiler", None)
+    return compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling()
 
 
 def make_contract(torch):
-    def threads():
-        return torch.get_num_threads()
-
-    if _compiler_loaded(torch, "assume_constant_result"):
-        # read once while torch.compile traces (a block size), not a graph break
-        threads = torch.compiler.assume_constant_result(threads)
-
     class StencilContract(torch.autograd.Function):
-        """out[b] = op @ reshape(xt[b] @ wr, (N_in * P, C_out)); see Backend.stencil_contract."""
+        """out[b] = op @ reshape(xt[b] @ wr, (N_in * P, C_out)); see Backend.stencil_contract.
+
+        Eager: blocked, in place, one batch element at a time (cache-sized temporaries). While
+        ``torch.compile`` / ``torch.export`` trace it: the functional whole-batch form above."""
 
         @staticmethod
         def forward(ctx, xt, wr, op):
             batch, n_in, c_in = xt.shape
             n_points = op.shape[1] // n_in
             c_out = wr.shape[1] // n_points
+            ctx.save_for_backward(xt, wr)
+            ctx.op = op
+            if is_compiling(torch):
+                return _traced_forward(torch, xt, wr, op, n_points)
             out = xt.new_empty((batch, op.shape[0], c_out))
             if interpolate_first(c_in, c_out):
                 # (P * C_in, C_out): row p * C_in + c = wr[c, p * C_out : (p + 1) * C_out]
@@ -178,7 +229,7 @@ def make_contract(torch):
                 rows = _RowBuffer(xt)
                 for b in range(batch):
                     xb = rows[b]
-                    for block in op.table("interp", n_points, threads()):
+                    for block in op.table("interp", n_points):
                         r0, r1 = block[0], block[1]
                         t = _gather(torch, block, xb).view(r1 - r0, n_points * c_in)
                         torch.mm(t, wp, out=out[b, r0:r1])
@@ -190,9 +241,7 @@ def make_contract(torch):
                     for block in op.table("contract", n_points):
                         out[b, block[0]:block[1]] = _gather(torch, block, zv)
             if any(ctx.needs_input_grad[:2]):
-                op.table("adjoint", n_points, threads())  # built now, outside any backward trace
-            ctx.save_for_backward(xt, wr)
-            ctx.op = op
+                op.table("adjoint", n_points)  # built now, outside any backward trace
             return out
 
         @staticmethod
@@ -203,7 +252,9 @@ def make_contract(torch):
             batch, n_in, _ = xt.shape
             n_points = op.shape[1] // n_in
             c_out = wr.shape[1] // n_points
-            adjoint = op.table("adjoint", n_points, threads())
+            if is_compiling(torch):
+                return (*_traced_backward(torch, xt, wr, op, n_points, grad, need_x, need_w), None)
+            adjoint = op.table("adjoint", n_points)
             gx = xt.new_empty(xt.shape) if need_x else None
             gw = torch.zeros_like(wr) if need_w else None
             wr_t = wr.T

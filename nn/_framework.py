@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from foscat_core.backends.torch_contract import is_compiling
+
 from .optimizers import TF_OPTIMIZERS, TorchOptimizer, check_loss_value
 
 
@@ -95,8 +97,19 @@ class TorchFramework(_Picklable):
 
     def assert_finite(self, x, message):
         """``x``, or a ``ValueError(message)`` if any value is NaN or infinite (a "meta" tensor
-        holds no values to check)."""
-        if x.device.type != "meta" and not bool(self.torch.isfinite(x).all()):
+        holds no values to check).
+
+        While ``torch.compile`` or ``torch.export`` traces, the check is a graph assertion
+        (``torch._assert_async``) instead: no host sync and no data-dependent branch, so no
+        graph break; a non-finite input then fails at run time with a ``RuntimeError`` carrying
+        the same message."""
+        torch = self.torch
+        if x.device.type == "meta":
+            return x
+        finite = torch.isfinite(x).all()
+        if is_compiling(torch):
+            torch._assert_async(finite, message)
+        elif not bool(finite):
             raise ValueError(message)
         return x
 
@@ -104,7 +117,14 @@ class TorchFramework(_Picklable):
         return self.torch.no_grad()
 
     def fused_batch_norm(self, norm, x):
-        """torch's batch norm kernel (running statistics updated in place, unbiased variance)."""
+        """torch's batch norm kernel (running statistics updated in place, unbiased variance).
+
+        While a graph is traced the input is made contiguous first: torch's CPU kernel returns a
+        contiguous result for a strided (B, C, N) input (a convolution's output, a transposed
+        (B, N, C)) where its shape function promises the input's strides, and graphs run
+        without Inductor (``backend="aot_eager"``) then fail on the next view."""
+        if is_compiling(self.torch):
+            x = x.contiguous()
         return self.torch.nn.functional.batch_norm(x, norm.running_mean, norm.running_var, norm.scale, norm.shift,
                                                    norm.training, norm.momentum, norm.eps)
 

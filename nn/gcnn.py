@@ -18,7 +18,7 @@ from foscat_core.pyramid_ops import DownPlan, UpPlan
 from foscat_core.scattering.wavelets import conv_kernel, envelope_width
 
 from . import losses
-from .layers import PointwiseConv, check_channels, make_stencil
+from .layers import PointwiseConv, check_channels, make_stencil, warm_plan
 from .module import NativeModule
 from .data_sources import check_label_range, to_host
 from .network import Network
@@ -92,6 +92,15 @@ class WaveletTransform:
         self.n_features = self.n_scales * per_scale
         self.n_cells = self.stencils[0].n_cells
 
+    def prepare(self):
+        """Build the stencils' operators and the backend's tables now (see ``NativeModule._fc_prepare``)."""
+        for stencil in self.stencils:
+            self.backend.prepare_contract(stencil.operators, stencil.n_cells, 1, int(self.bank.shape[1]))
+        for plan in self.downs:
+            warm_plan(plan, self.backend, "mean")
+        for plan in self.ups:
+            warm_plan(plan, self.backend)
+
     def on_backend(self, backend):
         """The same transform on another backend or device (the torch ``.to()`` path)."""
         clone = object.__new__(type(self))
@@ -164,6 +173,10 @@ class WaveletConv(NativeModule):
         self.add_parameter("weight", rng.normal(0.0, math.sqrt(2.0 / fan_in), size=(out_channels, fan_in)),
                            transform.dtype)
         self.add_parameter("bias", np.zeros(out_channels), transform.dtype)
+        self._fc_prepare()
+
+    def _fc_prepare(self):
+        self.transform.prepare()
 
     def forward(self, x):
         check_channels(x, self.in_channels, "x", "this WaveletConv")

@@ -70,6 +70,13 @@ class SphericalConv(NativeModule):
         self.use_bias = bool(bias)
         if self.use_bias:
             self.add_parameter("bias", np.zeros(g * out_channels), stencil.dtype)
+        self._fc_prepare()
+
+    def _fc_prepare(self):
+        # The sparse operators and the backend's tables, built now rather than in the first
+        # forward, where torch.compile / torch.export would have to trace host code.
+        st = self.stencil
+        self.backend.prepare_contract(st.operators, st.n_cells, self.in_channels, self.out_channels)
 
     def forward(self, x):
         check_channels(x, self.in_channels, "x", "this SphericalConv")
@@ -298,6 +305,10 @@ class Down(NativeModule):
         if mode not in DOWN_MODES:
             raise ValueError(f"down_type must be one of {DOWN_MODES}, got {mode!r}")
         self.plan, self.mode = DownPlan(nside, cell_ids), mode
+        self._fc_prepare()
+
+    def _fc_prepare(self):
+        warm_plan(self.plan, self.backend, self.mode)
 
     @property
     def parent_ids(self):
@@ -340,6 +351,10 @@ class Up(NativeModule):
     def __init__(self, nside, cell_ids=None, target_ids=None, *, backend):
         super().__init__(backend=backend)
         self.plan = UpPlan(nside, cell_ids, target_ids)
+        self._fc_prepare()
+
+    def _fc_prepare(self):
+        warm_plan(self.plan, self.backend)
 
     def forward(self, x):
         return self.plan(x, self.backend)
@@ -348,3 +363,11 @@ class Up(NativeModule):
 def make_stencil(nside, cell_ids, kernel_sz, gauge_type, n_gauges, backend, dtype):
     return SphericalStencil(nside, kernel_sz, cell_ids=cell_ids, gauge_type=gauge_type, n_gauges=n_gauges,
                             backend=backend, dtype=dtype)
+
+
+def warm_plan(plan, backend, *args):
+    """Run a down/up ``plan`` once on zeros (1, 1, N) of each float dtype, eagerly, so that the
+    index arrays it keeps on the device exist before any graph is traced: made lazily inside
+    ``torch.export``, they would be fake tensors, cached and returned by later eager calls."""
+    for dtype in ("float32", "float64"):
+        plan(backend.asarray(np.zeros((1, 1, plan.n_cells)), dtype=dtype), *args, backend=backend)

@@ -123,6 +123,21 @@ class NativeModule:
             object.__setattr__(module, "backend", backend)
             object.__setattr__(module, "fw", framework(backend))
             module.__dict__.pop("_fc_evaluator", None)
+            module._fc_prepare()
+
+    def _fc_prepare(self):
+        """Build ahead of time what ``forward`` would otherwise build on first use (operators,
+        gather tables), so that a graph compiler tracing ``forward`` finds it made. Called by
+        layers at the end of their ``__init__``, after a move to another device and after
+        unpickling or copying; the default builds nothing."""
+
+    def __setstate__(self, state):
+        base = getattr(super(), "__setstate__", None)
+        if base is not None:
+            base(state)
+        else:
+            self.__dict__.update(state)
+        self._fc_prepare()  # (a copied stencil comes without its operators)
 
     # --- registration -----------------------------------------------------------------------
     def add_parameter(self, name, value, dtype):
