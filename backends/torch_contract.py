@@ -170,34 +170,40 @@ def _real_tensors(torch):
     return unset() if unset is not None else contextlib.nullcontext()
 
 
-def _gather_batch(torch, table, x, n_points):
-    """The gather of ``table`` over the whole batch at once: x (B, N, C) → (B, rows / P, P * C).
-
-    The form used while a graph is traced: one gather per block for every batch element (the
-    batch rides in the gathered columns), no preallocated outputs written in place (a traced
-    graph rewrites those into copies and plans its own memory), so the graph does not grow with B.
-    """
-    batch, n, c = x.shape
-    dense = x.permute(1, 0, 2).reshape(n, batch * c)  # (N, B * C): row m = cell m of every map
-    parts = [_gather(torch, block, dense) for block in table]
-    g = parts[0] if len(parts) == 1 else torch.cat(parts)  # (rows, B * C)
-    return g.reshape(-1, n_points, batch, c).permute(2, 0, 1, 3).reshape(batch, -1, n_points * c)
+def _rows(torch, table, dense, width):
+    """``A @ dense`` for the row blocks of ``table``, viewed as (cells, width): one (N, C) map."""
+    return torch.cat([_gather(torch, block, dense).view(-1, width) for block in table])
 
 
 def _traced_forward(torch, xt, wr, op, n_points):
+    """The forward as traced graphs want it: the same blocked gathers and matmuls per batch
+    element as the eager path, but functional (no preallocated outputs written in place, which
+    a traced graph would turn into copies; it plans its own memory)."""
     c_in, c_out = xt.shape[2], wr.shape[1] // n_points
     if interpolate_first(c_in, c_out):
         wp = wr.reshape(c_in, n_points, c_out).transpose(0, 1).reshape(n_points * c_in, c_out)
-        return torch.matmul(_gather_batch(torch, op.table("interp", n_points), xt, n_points), wp)
-    z = torch.matmul(xt, wr).reshape(xt.shape[0], -1, c_out)  # (B, N_in * P, C_out)
-    return _gather_batch(torch, op.table("contract", n_points), z, 1)
+        table = op.table("interp", n_points)
+        return torch.stack([_rows(torch, table, xt[b].contiguous(), n_points * c_in) @ wp
+                            for b in range(xt.shape[0])])
+    table = op.table("contract", n_points)
+    return torch.stack([_rows(torch, table, (xt[b] @ wr).view(-1, c_out), c_out) for b in range(xt.shape[0])])
 
 
 def _traced_backward(torch, xt, wr, op, n_points, grad, need_x, need_w):
-    gz = _gather_batch(torch, op.table("adjoint", n_points), grad, n_points)  # (B, N_in, P * C_out)
-    gx = torch.matmul(gz, wr.T) if need_x else None
-    gw = xt.reshape(-1, xt.shape[2]).T @ gz.reshape(-1, gz.shape[2]) if need_w else None
-    return gx, gw
+    adjoint, width = op.table("adjoint", n_points), wr.shape[1]
+    gx, gw = [], None
+    for b in range(xt.shape[0]):
+        gb, rows = grad[b].contiguous(), []
+        for block in adjoint:
+            gz = _gather(torch, block, gb).view(-1, width)  # (cells, P * C_out)
+            if need_w:
+                xb = xt[b, block[0]:block[1]].T
+                gw = xb @ gz if gw is None else torch.addmm(gw, xb, gz)
+            if need_x:
+                rows.append(gz @ wr.T)
+        if need_x:
+            gx.append(rows[0] if len(rows) == 1 else torch.cat(rows))
+    return (torch.stack(gx) if need_x else None), gw
 
 
 def is_compiling(torch):
@@ -211,7 +217,7 @@ def make_contract(torch):
         """out[b] = op @ reshape(xt[b] @ wr, (N_in * P, C_out)); see Backend.stencil_contract.
 
         Eager: blocked, in place, one batch element at a time (cache-sized temporaries). While
-        ``torch.compile`` / ``torch.export`` trace it: the functional whole-batch form above."""
+        ``torch.compile`` / ``torch.export`` trace it: the functional form of the same above."""
 
         @staticmethod
         def forward(ctx, xt, wr, op):
