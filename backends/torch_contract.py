@@ -27,6 +27,15 @@ the forward pass, so never inside a backward trace). The block size is fixed whe
 made, from ``torch.get_num_threads()`` then (nothing is read from the host while a graph is
 traced). Indices are int32 when they fit.
 
+While ``torch.compile`` or ``torch.export`` traces the product (``is_compiling``), the same blocked
+gathers and matmuls run in functional form (``_traced_forward`` / ``_traced_backward``: no ``out=``
+buffers, which a traced graph turns into copies), as fast as the eager path, one loop iteration
+per batch element: a graph is specialised to its batch size (``torch.compile`` recompiles once
+for a new one; an exported program takes the batch size it was exported with). Measured and not
+chosen for the traced form (nside 64 disc, B=8): the batch in the gathered columns (one gather
+per block, (N, B * C) layout) is 4-8x slower (transposes); the batch folded into the rows
+(indices shifted by b * N, a dynamic batch) is 1.2-3x slower.
+
 Not chosen, measured (CPU, nside 64, B=8, 32->32, 1 thread): one gather over the whole batch
 (x laid out as (N, B * C)) gathers ~25% faster but the matmul then needs a (B, N) transpose or
 P small matmuls, slower overall; ``torch.sparse_csr_tensor`` products are ~2x slower than
