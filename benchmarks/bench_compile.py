@@ -19,19 +19,9 @@ Medians after one warm-up call; the machine is shared, so compare figures of one
 import argparse
 import os
 import platform
-import statistics
 import tempfile
 import time
-
-
-def median_ms(fn, reps):
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+from _timing import median_ms
 
 
 def build(args, torch):

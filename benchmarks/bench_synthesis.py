@@ -18,7 +18,6 @@ Timings depend on the machine and on how busy it is: compare numbers within one 
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -30,16 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from synthesis_moments import Moments, moment_loss  # noqa: E402
 
 from foscat_core.synthesis import Loss, Synthesis  # noqa: E402
-
-
-def median_ms(fn, reps):
-    fn()  # warm-up (first-call tracing, operator construction)
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+from _timing import median_ms  # noqa: E402
 
 
 def bench(backend, nside, iters, reps):

@@ -38,6 +38,18 @@ def autograd_backend(request):
 
 
 @pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A fresh, empty stencil cache folder (and memory cache) for one test."""
+    import foscat_core as fc
+
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("FOSCAT_CORE_CACHE_DIR", str(folder))
+    fc.clear_memory_cache()
+    yield folder
+    fc.clear_memory_cache()
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import foscat_core as fc
-from foscat_core import _files, stencil_cache
+from foscat_core import _files
 from foscat_core._files import atomic_write
 from foscat_core.demo.report import write_json
 from foscat_core.nn import HealpixUNet
@@ -262,15 +262,6 @@ def test_a_missing_weight_file_is_file_not_found(tmp_path, backend_name):
 
 
 # --- the stencil cache --------------------------------------------------------------------------
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("FOSCAT_CORE_CACHE_DIR", str(folder))
-    fc.clear_memory_cache()
-    yield folder
-    fc.clear_memory_cache()
-
 
 def _tables(**kw):
     st = fc.SphericalStencil(4, 3, backend="numpy", dtype="float64", gauge_type="cosmo", n_gauges=2, **kw)

@@ -12,15 +12,6 @@ from foscat_core import stencil_cache
 NSIDE = 4
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("FOSCAT_CORE_CACHE_DIR", str(folder))
-    fc.clear_memory_cache()
-    yield folder
-    fc.clear_memory_cache()
-
-
 def _build(**kw):
     kw.setdefault("gauge_type", "cosmo")
     kw.setdefault("n_gauges", 2)
