@@ -29,17 +29,13 @@ import subprocess
 import sys
 import time
 
+from _timing import timings
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def timed(fn, reps, warmup):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+    times = timings(fn, reps, warmup)
     return statistics.median(times), min(times)
 
 
