@@ -9,6 +9,7 @@ core's own rule (outputs follow the order of ``cell_ids``).
 import numpy as np
 
 from ._validation import check_cell_ids, check_nside
+from .domain import Domain, own_ids
 from .memory_budget import require_full_sky_ids
 
 
@@ -51,6 +52,45 @@ def nested_cell_ids(nside, cell_ids=None, nest=True, name="cell_ids"):
         require_full_sky_ids(nside, copies=2)  # the RING ids and their NESTED image
     ring = np.arange(12 * nside * nside, dtype=np.int64) if cell_ids is None else check_cell_ids(cell_ids, nside, name)
     return np.asarray(hp.ring2nest(nside, ring), dtype=np.int64)
+
+
+def as_domain(nside, cell_ids=None, nest=True, name="cell_ids"):
+    """The :class:`~foscat_core.domain.Domain` of cells given at the public edge, checked once.
+
+    Parameters
+    ----------
+    nside : int or Domain
+        A Domain is returned as it is (its ids were checked when it was made); ``cell_ids`` must
+        then be ``None``.
+    cell_ids : array_like of int, shape (N,), optional
+        Ids in the ``nest`` ordering, any order (kept); ``None`` = full sky.
+    nest : bool
+        healpy's meaning. A RING full sky is the regional domain ``ring2nest(arange(npix))``.
+    name : str
+        Argument name for error messages.
+
+    Returns
+    -------
+    Domain
+        NESTED ids in the user's order.
+
+    Examples
+    --------
+    >>> d = as_domain(2, [0, 4, 13], nest=False)
+    >>> d.cell_ids, as_domain(d) is d
+    (array([3, 2, 0]), True)
+    """
+    if isinstance(nside, Domain):
+        if cell_ids is not None:
+            raise ValueError(f"{name} must be None when a Domain is given (the Domain holds the cells), "
+                             f"got {type(cell_ids).__name__}")
+        check_nest(nest)
+        return nside
+    nside = check_nside(nside)
+    if check_nest(nest):
+        return Domain(nside) if cell_ids is None else Domain._checked(nside, own_ids(cell_ids, nside, name))
+    # ring2nest of unique valid ids is a permutation of unique valid ids: no second check.
+    return Domain._checked(nside, nested_cell_ids(nside, cell_ids, False, name))
 
 
 def user_cell_ids(nside, nested_ids, nest=True):

@@ -11,7 +11,7 @@ from foscat_core.backends import resolve_backend
 from ._arrays import as_backend_array, check_cells_axis
 from ._validation import check_nside
 from .domain import Domain
-from .ordering import check_nest, nested_cell_ids, user_cell_ids
+from .ordering import as_domain, check_nest, nested_cell_ids, user_cell_ids
 from .xarray_io import cells_last, is_dataarray, like, resolve_grid
 
 DOWN_MODES = ("max", "mean")
@@ -72,10 +72,10 @@ def down(x, nside=None, cell_ids=None, mode="max", backend=None, nest=None):
         plan = DownPlan(grid.nside, grid.cell_ids, nest=grid.nest)
         y = plan(values, mode, resolve_backend(backend, values))
         out = like(x, y, grid.cell_dim, cell_ids=plan.parent_ids, nside=plan.nside // 2, nest=grid.nest)
-        return out, plan.parent_ids
+        return out, np.array(plan.parent_ids)
     bk = resolve_backend(backend, x)
     plan = DownPlan(_required_nside(nside), cell_ids, nest=True if nest is None else nest)
-    return plan(x, mode, bk), plan.parent_ids
+    return plan(x, mode, bk), np.array(plan.parent_ids)  # a writable array of the caller's own
 
 
 def _required_nside(nside):
@@ -89,8 +89,9 @@ class DownPlan(_DeviceCache):
 
     Parameters
     ----------
-    nside : int
-        Resolution of the fine maps (>= 2).
+    nside : int or Domain
+        Resolution of the fine maps (>= 2), or their :class:`~foscat_core.Domain` (then
+        ``cell_ids`` is ``None``; its ids are not checked again and its cached parent is used).
     cell_ids : array_like of int, shape (N,), optional
         Ids of the fine maps in the ``nest`` ordering; ``None`` = full sky.
     nest : bool
@@ -101,15 +102,18 @@ class DownPlan(_DeviceCache):
     parent_ids : ndarray of int64, shape (N_parent,)
         The cells of the output, ascending, in the ``nest`` ordering (``np.unique(cell_ids // 4)``
         in NESTED).
+    domain, parent : Domain
+        The fine cells and ``domain.parent()`` (the same object every user of the domain gets).
     """
 
     def __init__(self, nside, cell_ids=None, nest=True):
         self.nest = check_nest(nest)
-        fine = Domain(nside, nested_cell_ids(nside, cell_ids, self.nest))
+        fine = as_domain(nside, cell_ids, self.nest)
         if fine.nside < 2:
             raise ValueError("nside must be >= 2 to go down a level, got 1")
         self.nside, self.n_cells = fine.nside, fine.n_cells
-        parent = fine.parent()
+        self.domain = fine
+        self.parent = parent = fine.parent()
         self.parent_ids = parent.cell_ids
         # RING parents come back in ascending RING order: a permutation of the NESTED parents.
         self.ring_order = None
@@ -198,23 +202,31 @@ def up(x, nside=None, cell_ids=None, target_ids=None, backend=None, nest=None):
 
 
 class UpPlan(_DeviceCache):
-    """One ``up`` step with its index work done once; arguments as :func:`up` (``nest`` a bool).
+    """One ``up`` step with its index work done once; arguments as :func:`up` (``nest`` a bool),
+    except that ``nside`` may be the coarse :class:`~foscat_core.Domain` (``cell_ids`` then
+    ``None``) and ``target_ids`` the fine one: Domains are used as they are, not checked again.
 
     Attributes
     ----------
     target_ids : ndarray of int64, shape (M,)
         The cells of the output at ``2 * nside``, in the ``nest`` ordering.
+    domain : Domain
+        The coarse cells (the input's).
     """
 
     def __init__(self, nside, cell_ids=None, target_ids=None, nest=True):
         self.nest = check_nest(nest)
-        coarse = Domain(nside, nested_cell_ids(nside, cell_ids, self.nest))
+        coarse = as_domain(nside, cell_ids, self.nest)
         fine_nside = check_nside(2 * coarse.nside, "2 * nside")
-        self.nside, self.n_cells = coarse.nside, coarse.n_cells
+        self.nside, self.n_cells, self.domain = coarse.nside, coarse.n_cells, coarse
         if target_ids is None:
             targets = coarse.children().cell_ids
             if not self.nest:
                 targets = targets[np.argsort(user_cell_ids(fine_nside, targets, False), kind="stable")]
+        elif isinstance(target_ids, Domain):
+            if target_ids.nside != fine_nside:
+                raise ValueError(f"target_ids: a Domain at nside {fine_nside} was expected, got nside {target_ids.nside}")
+            targets = target_ids.cell_ids
         else:
             targets = nested_cell_ids(fine_nside, target_ids, self.nest, "target_ids")
         positions, present = coarse.locate(targets // 4)

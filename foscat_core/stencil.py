@@ -8,7 +8,7 @@ from ._arrays import as_backend_array, check_cells_axis
 from ._validation import check_dtype_name, check_kernel_size, check_nside, check_positive_int
 from .domain import Domain
 from .memory_budget import require_stencil_memory
-from .ordering import check_nest, nested_cell_ids, user_cell_ids
+from .ordering import as_domain, check_nest, user_cell_ids
 from .stencil_cache import stencil_table
 from .stencil_depthwise import DepthwiseFilter
 from .stencil_geometry import GAUGE_TYPES
@@ -20,8 +20,9 @@ class SphericalStencil:
 
     Parameters
     ----------
-    nside : int
-        Power of two.
+    nside : int or Domain
+        Power of two, or a :class:`~foscat_core.Domain` (NESTED ids, ``cell_ids`` then ``None``):
+        its ids are used as they are, not checked or sorted again.
     kernel_sz : int
         Odd stencil side K; a kernel has P = K*K taps laid out like an image with north up:
         tap ``p = i*K + j``, row ``i`` from north to south, column ``j`` from west to east (in the
@@ -73,12 +74,12 @@ class SphericalStencil:
         self.n_gauges = check_positive_int(n_gauges, "n_gauges")
         self.backend = resolve_backend(backend)
         self.dtype = check_dtype_name(dtype)
-        if cell_ids is None:  # refused before the full sky's ids are made
+        if cell_ids is None and not isinstance(nside, Domain):  # refused before the full sky's ids are made
             nside = check_nside(nside)
             require_stencil_memory(nside, 12 * nside * nside, self.kernel_sz, self.n_gauges)
-        self.domain = Domain(nside, nested_cell_ids(nside, cell_ids, self.nest))
+        self.domain = as_domain(nside, cell_ids, self.nest)
         self.nside = self.domain.nside
-        if cell_ids is not None:
+        if cell_ids is not None or isinstance(nside, Domain):
             require_stencil_memory(self.nside, self.n_cells, self.kernel_sz, self.n_gauges)
         self.index, self.weight = stencil_table(self.domain, self.kernel_sz, gauge_type, self.n_gauges)
         self._operators = None

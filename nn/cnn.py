@@ -4,9 +4,9 @@ import numpy as np
 
 from foscat_core._validation import check_kernel_size
 
+from ._common import check_chanlist, gauge_mean
 from .layers import Norm, PointwiseConv, SphericalConv, make_stencil
 from .network import Network
-from .unet import check_chanlist, gauge_mean
 
 
 class CNN(Network):
@@ -44,7 +44,7 @@ class CNN(Network):
         self._init_network(config, in_nside, n_chan_in, cell_ids, out_channels, task, final_activation, dtype,
                            nest, mask_missing)
         check_kernel_size(KERNELSZ)
-        stencil = make_stencil(self.in_nside, self.nested_ids, KERNELSZ, gauge_type, G, self.backend, self.dtype)
+        stencil = make_stencil(self.domain, None, KERNELSZ, gauge_type, G, self.backend, self.dtype)
         self.n_gauges = g = stencil.n_gauges
         seeds = iter(np.random.SeedSequence(seed).generate_state(len(chanlist) + 1))
         convs, norms, c_prev = [], [], self.first_layer_channels

@@ -14,15 +14,16 @@ import math
 import numpy as np
 
 from foscat_core._validation import check_kernel_size, check_positive_int
+from foscat_core.ordering import as_domain
 from foscat_core.pyramid_ops import DownPlan, UpPlan
 from foscat_core.scattering.wavelets import conv_kernel, envelope_width
 
 from . import losses
+from ._common import check_chanlist, pyramid
 from .layers import PointwiseConv, check_channels, make_stencil, warm_plan
 from .module import NativeModule
 from .data_sources import check_label_range, to_host
 from .network import Network
-from .unet import check_chanlist, pyramid
 
 FEATURES = ("modulus", "complex")
 _MODULUS_EPS = 1e-12  # keeps the gradient of |z| finite at z = 0
@@ -33,8 +34,9 @@ class WaveletTransform:
 
     Parameters
     ----------
-    nside : int
-        nside of the maps (NESTED).
+    nside : int or Domain
+        nside of the maps (NESTED), or their :class:`~foscat_core.Domain` (``cell_ids`` then
+        ``None``): its pyramid is used as it is, not rebuilt.
     cell_ids : array_like of int, shape (N,), optional
         Regional domain, any order (kept); ``None`` = full sky.
     KERNELSZ : int
@@ -79,14 +81,12 @@ class WaveletTransform:
         self.n_scales = check_positive_int(n_scales, "n_scales")
         envelope_width(KERNELSZ, LAMBDA)  # checks LAMBDA
         self.features = features
-        if nside >> (self.n_scales - 1) < 1:
-            raise ValueError(f"n_scales={self.n_scales} needs in_nside >= {2 ** (self.n_scales - 1)}, got {nside}")
-        levels = pyramid(nside, cell_ids, self.n_scales)
-        self.stencils = [make_stencil(ns, ids, KERNELSZ, "phi", 1, backend, dtype) for ns, ids in levels]
+        levels = pyramid(as_domain(nside, cell_ids), self.n_scales, f"n_scales={self.n_scales}")
+        self.stencils = [make_stencil(dom, None, KERNELSZ, "phi", 1, backend, dtype) for dom in levels]
         self.backend, self.dtype = self.stencils[0].backend, self.stencils[0].dtype
-        self.downs = [DownPlan(ns, ids) for ns, ids in levels[:-1]]
+        self.downs = [DownPlan(dom) for dom in levels[:-1]]
         # ups[j] takes level j + 1 back to level j (the input level keeps the user's cell order).
-        self.ups = [UpPlan(levels[j + 1][0], levels[j + 1][1], levels[j][1]) for j in range(len(levels) - 1)]
+        self.ups = [UpPlan(levels[j + 1], None, levels[j]) for j in range(len(levels) - 1)]
         self.bank = self.backend.asarray(conv_kernel(KERNELSZ, self.n_orient, LAMBDA), dtype=self.dtype)
         per_scale = self.n_orient + 1 if features == "modulus" else 3 * self.n_orient + 1
         self.n_features = self.n_scales * per_scale
@@ -267,7 +267,7 @@ class GCNN(Network):
         self._init_network(config, in_nside, chanlist[0], cell_ids, nparam, task, final_activation, dtype, nest,
                            mask_missing)
         self.nparam, self.chanlist, self.global_pool = nparam, chanlist, bool(global_pool)
-        transform = WaveletTransform(self.in_nside, self.nested_ids, KERNELSZ, NORIENT, LAMBDA, features, n_scales,
+        transform = WaveletTransform(self.domain, None, KERNELSZ, NORIENT, LAMBDA, features, n_scales,
                                      self.backend, self.dtype)
         object.__setattr__(self, "transform", transform)
         seeds = iter(np.random.SeedSequence(seed).generate_state(len(chanlist)))

@@ -5,8 +5,7 @@ import numpy as np
 
 from foscat_core._arrays import as_backend_array
 from foscat_core._validation import check_dtype_name, check_nside, check_positive_int
-from foscat_core.domain import Domain
-from foscat_core.ordering import check_nest, nested_cell_ids
+from foscat_core.ordering import as_domain, check_nest
 
 from . import losses, prediction, training
 from .data_normalization import DataNormalization
@@ -121,7 +120,9 @@ class Network(NativeModule):
     """
 
     def _init_network(self, config, in_nside, n_chan_in, cell_ids, out_channels, task, final_activation, dtype,
-                      nest=True, mask_missing=False):
+                      nest=True, mask_missing=False, domain=None):
+        """Checks and attributes every network shares; ``domain``: the Domain of ``cell_ids`` when
+        the subclass already built it (it is then not built, nor its ids checked, again)."""
         self.nest = check_nest(nest)
         if not isinstance(mask_missing, (bool, np.bool_)):
             raise TypeError(f"mask_missing must be True or False, got {mask_missing!r}")
@@ -131,9 +132,11 @@ class Network(NativeModule):
         self.in_nside = check_nside(in_nside, "in_nside")
         if cell_ids is not None:
             cell_ids = np.asarray(cell_ids)  # also an xarray coordinate
-        # NESTED ids in the user's order (None only for a NESTED full sky): what the layers use.
-        object.__setattr__(self, "nested_ids", nested_cell_ids(self.in_nside, cell_ids, self.nest))
-        self.domain = Domain(self.in_nside, self.nested_ids)
+        # The one geometry value of the network: every level, stencil and plan derives from it.
+        self.domain = as_domain(self.in_nside, cell_ids, self.nest) if domain is None else domain
+        # NESTED ids in the user's order (None only for a NESTED full sky).
+        nested = None if cell_ids is None and self.nest else self.domain.cell_ids
+        object.__setattr__(self, "nested_ids", nested)
         object.__setattr__(self, "cell_ids", None if cell_ids is None else cell_ids.astype(np.int64))
         self.n_cells = self.domain.n_cells
         self.n_chan_in = check_positive_int(n_chan_in, "n_chan_in")

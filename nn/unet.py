@@ -4,20 +4,10 @@ import numpy as np
 
 from foscat_core._validation import check_kernel_size
 
+from ._common import check_chanlist, gauge_mean, pyramid
 from .layers import Down, Norm, PointwiseConv, SphericalConv, Up, make_stencil
 from .module import NativeModule
 from .network import Network
-
-
-def check_chanlist(chanlist):
-    if isinstance(chanlist, (str, bytes)) or not hasattr(chanlist, "__len__") or len(chanlist) == 0:
-        raise ValueError(f"chanlist must be a non-empty list of channel counts, got {chanlist!r}")
-    out = []
-    for c in chanlist:
-        if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)) or c < 1:
-            raise ValueError(f"chanlist must hold positive integers, got {list(chanlist)!r}")
-        out.append(int(c))
-    return out
 
 
 class DoubleConv(NativeModule):
@@ -34,17 +24,6 @@ class DoubleConv(NativeModule):
     def forward(self, x):
         x = self.fw.relu(self.norm1(self.conv1(x)))
         return self.fw.relu(self.norm2(self.conv2(x)))
-
-
-def pyramid(in_nside, cell_ids, n_levels):
-    """``[(nside, cell_ids or None), ...]`` from the input level down ``n_levels - 1`` steps."""
-    if in_nside >> (n_levels - 1) < 1:
-        raise ValueError(f"chanlist has {n_levels} levels, which needs in_nside >= {2 ** (n_levels - 1)}, got {in_nside}")
-    levels = [(in_nside, cell_ids)]
-    for _ in range(n_levels - 1):
-        nside, ids = levels[-1]
-        levels.append((nside // 2, None if ids is None else np.unique(ids // 4)))
-    return levels
 
 
 class HealpixUNet(Network):
@@ -111,8 +90,9 @@ class HealpixUNet(Network):
                            nest, mask_missing)
         check_kernel_size(KERNELSZ)
         self.chanlist, self.n_gauges = chanlist, G
-        levels = pyramid(self.in_nside, self.nested_ids, len(chanlist))
-        stencils = [make_stencil(ns, ids, KERNELSZ, gauge_type, G, self.backend, self.dtype) for ns, ids in levels]
+        # One Domain per level, shared by the level's stencil, its down plan and the up plan into it.
+        levels = pyramid(self.domain, len(chanlist), f"chanlist has {len(chanlist)} levels, which")
+        stencils = [make_stencil(dom, None, KERNELSZ, gauge_type, G, self.backend, self.dtype) for dom in levels]
         self.n_gauges = stencils[0].n_gauges
         g, n_down = self.n_gauges, len(chanlist) - 1
         seeds = iter(np.random.SeedSequence(seed).generate_state(4 * len(chanlist) + 2))
@@ -121,11 +101,11 @@ class HealpixUNet(Network):
             enc.append(DoubleConv(c_prev, c, stencil, norm, (next(seeds), next(seeds))))
             c_prev = g * c
         self.add_child("enc", enc)
-        self.add_child("downs", [Down(ns, ids, down_type, backend=self.backend) for ns, ids in levels[:-1]])
+        self.add_child("downs", [Down(dom, None, down_type, backend=self.backend) for dom in levels[:-1]])
         ups, dec = [], []
         for i in range(n_down):
             coarse, fine = levels[n_down - i], levels[n_down - i - 1]
-            ups.append(Up(coarse[0], coarse[1], fine[1], backend=self.backend))
+            ups.append(Up(coarse, None, fine, backend=self.backend))
             c_out = chanlist[n_down - i - 1]
             dec.append(DoubleConv(c_prev + g * c_out, c_out, stencils[n_down - i - 1], norm, (next(seeds), next(seeds))))
             c_prev = g * c_out
@@ -146,10 +126,3 @@ class HealpixUNet(Network):
             h = dec(xp.concat([up(h), skip], axis=1))
         return self.head(gauge_mean(xp, h, self.n_gauges))
 
-
-def gauge_mean(xp, h, n_gauges):
-    """(B, G*C, N) gauge-major → (B, C, N), the mean over gauges."""
-    if n_gauges == 1:
-        return h
-    c = int(h.shape[1]) // n_gauges
-    return xp.mean(xp.reshape(h, (-1, n_gauges, c, int(h.shape[2]))), axis=1)

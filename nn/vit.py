@@ -7,8 +7,9 @@ import healpy as hp
 import numpy as np
 
 from foscat_core._arrays import as_backend_array
-from foscat_core._validation import check_cell_ids, check_nside, check_positive_int
-from foscat_core.ordering import nested_cell_ids
+from foscat_core._validation import check_nside, check_positive_int
+from foscat_core.domain import Domain
+from foscat_core.ordering import as_domain
 
 from .attention import LayerNorm, Linear, TransformerBlock
 from .layers import PointwiseConv
@@ -78,10 +79,14 @@ MAX_DEFAULT_TOKENS = 3072
 
 def resolve_token_nside(token_nside, in_nside, cell_ids=None):
     """``token_nside``, or by default ``in_nside // 4`` (16 cells per token), coarsened until the
-    domain has at most :data:`MAX_DEFAULT_TOKENS` tokens."""
+    domain has at most :data:`MAX_DEFAULT_TOKENS` tokens.
+
+    ``cell_ids``: NESTED ids at ``in_nside`` (``None`` = full sky) or their :class:`Domain`.
+    """
     if token_nside is None:
+        domain = cell_ids if isinstance(cell_ids, Domain) else as_domain(in_nside, cell_ids)
         token_nside = max(1, in_nside // 4)
-        while token_nside > 1 and _n_tokens(in_nside, cell_ids, token_nside) > MAX_DEFAULT_TOKENS:
+        while token_nside > 1 and _n_tokens(domain, token_nside) > MAX_DEFAULT_TOKENS:
             token_nside //= 2
         return token_nside
     token_nside = check_nside(token_nside, "token_nside")
@@ -90,11 +95,10 @@ def resolve_token_nside(token_nside, in_nside, cell_ids=None):
     return token_nside
 
 
-def _n_tokens(in_nside, cell_ids, token_nside):
-    if cell_ids is None:
+def _n_tokens(domain, token_nside):
+    if domain.is_full_sky:
         return 12 * token_nside**2
-    ids = check_cell_ids(cell_ids, in_nside)  # validated here first: this runs before the Domain
-    return int(np.unique(ids // (in_nside // token_nside) ** 2).size)
+    return int(np.unique(domain.cell_ids // (domain.nside // token_nside) ** 2).size)
 
 
 class HealpixViT(Network):
@@ -172,7 +176,9 @@ class HealpixViT(Network):
                  backend=None, seed=0, nest=True, mask_missing=False):
         super().__init__(backend=backend, device=device)
         in_nside = check_nside(in_nside, "in_nside")
-        token_nside = resolve_token_nside(token_nside, in_nside, nested_cell_ids(in_nside, cell_ids, nest))
+        # Built (and its ids checked) once, before the token level that depends on it.
+        domain = as_domain(in_nside, None if cell_ids is None else np.asarray(cell_ids), nest)
+        token_nside = resolve_token_nside(token_nside, in_nside, domain)
         embed_dim = check_positive_int(embed_dim, "embed_dim")
         num_heads = check_positive_int(num_heads, "num_heads")
         depth = check_positive_int(depth, "depth")
@@ -184,7 +190,7 @@ class HealpixViT(Network):
                       embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=float(mlp_ratio), task=task,
                       final_activation=final_activation, dtype=dtype, seed=seed)
         self._init_network(config, in_nside, n_chan_in, cell_ids, out_channels, task, final_activation, dtype,
-                           nest, mask_missing)
+                           nest, mask_missing, domain=domain)
         self.token_nside, self.embed_dim, self.depth, self.num_heads = token_nside, embed_dim, depth, num_heads
         layout = TokenLayout(self.domain, token_nside)
         object.__setattr__(self, "layout", layout)  # host tables: nothing for the framework to track

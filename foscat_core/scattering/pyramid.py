@@ -1,11 +1,13 @@
-"""The scales of the scattering operator: one domain, stencil and mask per level of the NESTED pyramid."""
+"""The scales of the scattering operator: one domain, stencil and mask per level of the NESTED pyramid.
+
+The levels are the :meth:`~foscat_core.Domain.pyramid` of the map's domain: each coarser domain is
+computed once (cached on the finer one) and shared by the level's stencil and down plan.
+"""
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from foscat_core.domain import Domain
-from foscat_core.pyramid_ops import down
+from foscat_core.ordering import as_domain
+from foscat_core.pyramid_ops import DownPlan
 from foscat_core.stencil import SphericalStencil
 
 
@@ -14,61 +16,75 @@ from foscat_core.stencil import SphericalStencil
 MIN_CELLS = 12
 
 
-@dataclass
+@dataclass(eq=False)
 class Level:
     """Scale ``j`` of a pyramid.
 
     Attributes
     ----------
+    domain : Domain
+        The cells of the scale; scale 0 keeps the user's order, coarser scales are the sorted
+        parents of the finer one (``domain_j = domain_{j-1}.parent()``, the same object).
+    stencil : SphericalStencil or None
+        Built on first use.
     nside : int
         ``nside_0 / 2**j``.
     cell_ids : ndarray of int64, shape (N_j,), or None
-        The cells of the scale (``None`` = full sky); scale 0 keeps the user's order, coarser
-        scales are the sorted parents of the finer one.
-    stencil : SphericalStencil or None
-        Built on first use.
+        ``domain.cell_ids``, ``None`` for the full sky.
+    n_cells : int
     """
 
-    nside: int
-    cell_ids: object
-    n_cells: int
+    domain: object
     stencil: object = None
     uniform_weight: object = field(default=None, repr=False)
+    _down: object = field(default=None, repr=False)
+
+    @property
+    def nside(self):
+        return self.domain.nside
+
+    @property
+    def cell_ids(self):
+        return None if self.domain.is_full_sky else self.domain.cell_ids
+
+    @property
+    def n_cells(self):
+        return self.domain.n_cells
+
+    @property
+    def down_plan(self):
+        """The :class:`~foscat_core.pyramid_ops.DownPlan` from this scale to the next, built once."""
+        if self._down is None:
+            self._down = DownPlan(self.domain)
+        return self._down
 
 
-def count_scales(nside, cell_ids):
-    """How many scales a domain allows: down to nside 1, stopping before a level under MIN_CELLS cells."""
-    domain = Domain(nside, cell_ids)
-    n_scales, ids, ns = 1, domain.cell_ids, domain.nside
-    full = cell_ids is None
-    while ns > 1:
-        parents = None if full else np.unique(ids // 4)
-        n_parent = 12 * (ns // 2) ** 2 if full else parents.size
-        if n_parent < MIN_CELLS:
+def scale_domains(domain):
+    """The domains of every scale ``domain`` allows: down to nside 1, stopping before a level
+    under :data:`MIN_CELLS` cells. Tuple of Domain, ``domain`` first."""
+    levels = [domain]
+    while levels[-1].nside > 1:
+        parent = levels[-1].parent()
+        if parent.n_cells < MIN_CELLS:
             break
-        n_scales, ns, ids = n_scales + 1, ns // 2, parents
-    return n_scales
+        levels.append(parent)
+    return tuple(levels)
+
+
+def count_scales(nside, cell_ids=None):
+    """How many scales a domain allows (see :func:`scale_domains`); ``nside`` may be a Domain."""
+    return len(scale_domains(as_domain(nside, cell_ids)))
 
 
 def build_levels(nside, cell_ids, n_scales):
-    """The ``n_scales`` levels of a domain (``cell_ids`` checked by :class:`Domain`)."""
-    domain = Domain(nside, cell_ids)
-    ids = None if cell_ids is None else domain.cell_ids
-    levels = []
-    ns = domain.nside
-    for j in range(n_scales):
-        n = 12 * ns * ns if ids is None else int(ids.size)
-        levels.append(Level(ns, ids, n))
-        if ids is not None:
-            ids = np.unique(ids // 4)
-        ns //= 2
-    return levels
+    """The ``n_scales`` levels of a domain; ``nside`` may be a Domain (then ``cell_ids`` is None),
+    otherwise ``cell_ids`` are checked once here. ``n_scales`` must not exceed :func:`count_scales`."""
+    return [Level(dom) for dom in as_domain(nside, cell_ids).pyramid(n_scales)]
 
 
 def level_stencil(level, kernel_sz, gauge_type, backend, dtype):
     if level.stencil is None:
-        level.stencil = SphericalStencil(level.nside, kernel_sz, cell_ids=level.cell_ids, gauge_type=gauge_type,
-                                         backend=backend, dtype=dtype)
+        level.stencil = SphericalStencil(level.domain, kernel_sz, gauge_type=gauge_type, backend=backend, dtype=dtype)
     return level.stencil
 
 
@@ -95,7 +111,6 @@ def mask_pyramid(mask, levels):
     current = mask
     for j, level in enumerate(levels):
         if j > 0:
-            prev = levels[j - 1]
-            current, _ = down(current, prev.nside, prev.cell_ids, mode="mean", backend="numpy")
+            current = levels[j - 1].down_plan(current, "mean", "numpy")
         out.append(current / current.sum(axis=1, keepdims=True))
     return out
