@@ -1,10 +1,28 @@
-"""Turning user input into backend arrays with clear errors (shared by the ops)."""
+"""Turning user input into backend arrays with clear errors (shared by the ops), and the one
+conversion of any array or tensor to NumPy on the host."""
 
 import numpy as np
 
 from foscat_core.backends import backend_of
 
 COMPLEX_HINT = "the library works on real maps: pass the real and imaginary parts as separate maps, or abs()"
+
+
+def to_host(x):
+    """``x`` as a NumPy array on the host: NumPy data as it is, lists and scalars through
+    ``np.asarray``, a torch tensor (any device) or a TensorFlow / JAX array copied to the host,
+    detached from any autograd graph. Duck typed: no framework is imported.
+
+    >>> to_host([1, 2]).dtype.kind
+    'i'
+    """
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch: off the graph and the device first
+        x = x.detach().cpu()
+    if callable(getattr(x, "numpy", None)):  # torch (CPU), TensorFlow eager tensors
+        x = x.numpy()
+    return np.asarray(x)  # JAX arrays, xarray coordinates, lists, scalars
 
 
 def as_backend_array(backend, x, name, dtype=None):

@@ -32,6 +32,7 @@ def check_kernel_size(kernel_sz, name="kernel_sz"):
 
 
 def check_positive_int(value, name):
+    """Return ``value`` as a Python int after checking it is an integer >= 1 (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
@@ -42,9 +43,9 @@ def check_cell_ids(cell_ids, nside, name="cell_ids"):
 
     The order is kept: outputs of every op follow the order the user gave.
     """
-    if hasattr(cell_ids, "numpy") and not isinstance(cell_ids, np.ndarray):
-        cell_ids = cell_ids.numpy() if not hasattr(cell_ids, "detach") else cell_ids.detach().cpu().numpy()
-    arr = np.asarray(cell_ids)
+    from ._arrays import to_host  # here: _arrays imports the backends, which need not load for a check
+
+    arr = to_host(cell_ids)
     if arr.size == 0:  # before the dtype check: an empty list is float64 for NumPy
         raise ValueError(f"{name} must hold at least one cell, got an empty array of shape {arr.shape}")
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):

@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 import healpy as hp
 import numpy as np
 
+from ._validation import check_kernel_size
+
 GAUGE_TYPES = ("phi", "cosmo")
 _CHUNK_CELLS = 8192
 
@@ -37,11 +39,21 @@ def pixel_size(nside):
     return np.sqrt(np.pi / 3.0) / nside
 
 
-def stencil_offsets(kernel_sz):
-    """Tangent-plane offsets (u, v) in pixels of the P = K*K points, shape (P,), (P,)."""
-    half = kernel_sz // 2
-    i, j = np.meshgrid(np.arange(kernel_sz), np.arange(kernel_sz), indexing="ij")
-    return (j - half).reshape(-1).astype(np.float64), (half - i).reshape(-1).astype(np.float64)
+def tap_offsets(kernel_sz):
+    """The tap layout, defined here once: tangent-plane offsets in pixels of the P = K*K taps.
+
+    Returns
+    -------
+    u, v : ndarray of float64, shape (P,)
+        East (first axis) and north (second axis) offsets of tap ``p = i*K + j``:
+        ``u = j - K//2``, ``v = K//2 - i`` (an image with north up, see the module docstring).
+
+    >>> tap_offsets(3)[1].reshape(3, 3)[:, 0]
+    array([ 1.,  0., -1.])
+    """
+    k = check_kernel_size(kernel_sz)
+    i, j = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+    return (j - k // 2).reshape(-1).astype(np.float64), (k // 2 - i).reshape(-1).astype(np.float64)
 
 
 def gauge_angles(theta, phi, z, gauge_type, n_gauges):
@@ -107,7 +119,7 @@ def _stencil_chunk(domain, cells, kernel_sz, gauge_type, n_gauges):
     normal = np.stack([sin_t * cos_p, sin_t * sin_p, cos_t], axis=-1)
     east = np.stack([-sin_p, cos_p, np.zeros_like(phi)], axis=-1)
     north = np.stack([-cos_t * cos_p, -cos_t * sin_p, sin_t], axis=-1)
-    u, v = stencil_offsets(kernel_sz)
+    u, v = tap_offsets(kernel_sz)
     off = np.arange(n_points) != centre
     u, v = u[off], v[off]
     angles = gauge_angles(theta, phi, normal[:, 2], gauge_type, n_gauges)
