@@ -51,7 +51,7 @@ def child(spec):
     import torch  # noqa: F401
 
     import foscat_core as fc
-    from foscat_core.stencil_geometry import compute_stencil
+    from foscat_core.stencils.geometry import compute_stencil
 
     fc.get_backend("torch")
     t_import = time.perf_counter() - t0

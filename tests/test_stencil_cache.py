@@ -1,4 +1,4 @@
-"""The disk and memory cache of stencil tables (foscat_core/stencil_cache.py)."""
+"""The disk and memory cache of stencil tables (foscat_core/stencils/cache.py)."""
 
 import os
 import warnings
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import foscat_core as fc
-from foscat_core import stencil_cache
+from foscat_core.stencils import cache as stencil_cache
 
 NSIDE = 4
 

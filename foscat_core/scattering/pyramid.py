@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from foscat_core.ordering import as_domain
 from foscat_core.pyramid_ops import DownPlan
-from foscat_core.stencil import SphericalStencil
+from foscat_core.stencils import SphericalStencil
 
 
 # A scale is only added while the coarser domain still has at least this many cells
