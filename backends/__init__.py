@@ -9,34 +9,36 @@
 Frameworks are imported on first use only.
 """
 
+import importlib
 import sys
 import threading
 
-from .base import Backend
+from .base import Backend, NoGradientError
+from .registry import ALIASES, BACKENDS, BY_NAME, NAMES
 
-_ALIASES = {"numpy": "numpy", "np": "numpy", "torch": "torch", "pytorch": "torch",
-            "tensorflow": "tensorflow", "tf": "tensorflow"}
-_INSTALL_HINT = {"torch": "pip install 'foscat_core[torch]'", "tensorflow": "pip install 'foscat_core[tensorflow]'"}
 _instances = {}
 _lock = threading.Lock()
 _default = {"name": "numpy", "device": None}
+_NAMES_TEXT = ", ".join(repr(n) for n in NAMES)
+
+
+_adapters = {}
+
+
+def adapter(name):
+    """The adapter sub-package of backend ``name`` (imported; its framework is not)."""
+    module = _adapters.get(name)  # a dict read: torch.compile traces backend_of on every forward
+    if module is None:
+        module = _adapters[name] = importlib.import_module(f"{__name__}.{BY_NAME[name].package}")
+    return module
 
 
 def _make(name, device):
-    if name == "numpy":
-        from .numpy_backend import NumpyBackend
-
-        return NumpyBackend(device)
     try:
-        if name == "torch":
-            from .torch_backend import TorchBackend
-
-            return TorchBackend(device)
-        from .tensorflow_backend import TensorflowBackend
-
-        return TensorflowBackend(device)
+        return adapter(name).make_backend(device)
     except ImportError as err:
-        raise ImportError(f"backend {name!r} is not available ({err}); install it with {_INSTALL_HINT[name]}") from err
+        entry = BY_NAME[name]
+        raise ImportError(f"backend {name!r} is not available ({err}); install it with {entry.install}") from err
 
 
 def canonical_name(name):
@@ -45,12 +47,13 @@ def canonical_name(name):
     Parameters
     ----------
     name : str
-        ``"numpy"`` / ``"np"``, ``"torch"`` / ``"pytorch"`` or ``"tensorflow"`` / ``"tf"``.
+        ``"numpy"`` / ``"np"``, ``"torch"`` / ``"pytorch"``, ``"tensorflow"`` / ``"tf"`` or ``"jax"``
+        (the rows of :mod:`foscat_core.backends.registry`).
 
     Returns
     -------
     str
-        ``"numpy"``, ``"torch"`` or ``"tensorflow"``. Nothing is imported.
+        The canonical name. Nothing is imported.
 
     Raises
     ------
@@ -62,14 +65,14 @@ def canonical_name(name):
     >>> from foscat_core.backends import canonical_name
     >>> canonical_name("np"), canonical_name("PyTorch"), canonical_name("tf")
     ('numpy', 'torch', 'tensorflow')
-    >>> canonical_name("jax")
+    >>> canonical_name("mxnet")
     Traceback (most recent call last):
         ...
-    ValueError: backend must be one of 'numpy', 'torch', 'tensorflow', got 'jax'
+    ValueError: backend must be one of 'numpy', 'torch', 'tensorflow', 'jax', got 'mxnet'
     """
-    if not isinstance(name, str) or name.lower() not in _ALIASES:
-        raise ValueError(f"backend must be one of 'numpy', 'torch', 'tensorflow', got {name!r}")
-    return _ALIASES[name.lower()]
+    if not isinstance(name, str) or name.lower() not in ALIASES:
+        raise ValueError(f"backend must be one of {_NAMES_TEXT}, got {name!r}")
+    return ALIASES[name.lower()]
 
 
 def get_backend(name=None, device=None):
@@ -77,9 +80,9 @@ def get_backend(name=None, device=None):
 
     Parameters
     ----------
-    name : {"numpy", "torch", "tensorflow"}, optional
+    name : {"numpy", "torch", "tensorflow", "jax"}, optional
     device : str, optional
-        Framework device such as ``"cpu"``, ``"cuda:1"`` (torch) or ``"/GPU:0"`` (TensorFlow);
+        Framework device such as ``"cpu"``, ``"cuda:1"`` (torch and JAX) or ``"/GPU:0"`` (TensorFlow);
         default: the GPU when the framework sees one, else the CPU. It must exist on this
         machine: nothing falls back to the CPU silently.
 
@@ -134,7 +137,7 @@ def set_backend(name, device=None):
 
     Parameters
     ----------
-    name : {"numpy", "torch", "tensorflow"}
+    name : {"numpy", "torch", "tensorflow", "jax"}
         Or an alias accepted by :func:`canonical_name` (``"np"``, ``"pytorch"``, ``"tf"``).
     device : str, optional
         Framework device, as in :func:`get_backend`.
@@ -170,8 +173,8 @@ def backend_of(x):
     Returns
     -------
     Backend or None
-        The torch backend on ``x``'s device for a torch tensor, the TensorFlow backend for a
-        TensorFlow tensor or variable, else ``None``.
+        The backend of ``x``'s framework on ``x``'s device (torch tensor, TensorFlow tensor or
+        variable, JAX array or tracer), else ``None``.
 
     Examples
     --------
@@ -180,14 +183,17 @@ def backend_of(x):
     >>> backend_of(np.zeros((1, 2, 12))) is None, backend_of([1.0, 2.0]) is None
     (True, True)
     """
-    torch = sys.modules.get("torch")  # loaded if x can be a torch tensor; never imported here
-    if torch is not None and isinstance(x, torch.Tensor):
-        return get_backend("torch", str(x.device))  # (no string test: torch.compile traces this)
+    for entry in BACKENDS:
+        if entry.array_type is not None:
+            # An isinstance test when the framework is loaded (torch.compile traces this; a
+            # framework that is not loaded holds no arrays), then the type's module name.
+            module = sys.modules.get(entry.array_type[0])
+            if module is not None and isinstance(x, getattr(module, entry.array_type[1])):
+                return get_backend(entry.name, adapter(entry.name).device_of(x))
     module = type(x).__module__
-    if module.startswith("torch"):
-        return get_backend("torch", str(x.device))
-    if module.startswith("tensorflow") or module.startswith("tf_keras"):
-        return get_backend("tensorflow")
+    for entry in BACKENDS:
+        if any(module.startswith(prefix) for prefix in entry.array_modules):
+            return get_backend(entry.name, adapter(entry.name).device_of(x))
     return None
 
 
@@ -226,9 +232,10 @@ def resolve_backend(backend=None, like=None):
     if isinstance(backend, str):
         return get_backend(backend)
     if backend is not None:
-        raise TypeError(f"backend must be a name ('numpy', 'torch', 'tensorflow') or a backend object, got {backend!r}")
+        raise TypeError(f"backend must be a name ({_NAMES_TEXT}) or a backend object, got {backend!r}")
     owner = backend_of(like) if like is not None else None
     return owner if owner is not None else get_backend()
 
 
-__all__ = ["Backend", "get_backend", "set_backend", "resolve_backend", "backend_of", "canonical_name"]
+__all__ = ["Backend", "NoGradientError", "NAMES", "get_backend", "set_backend", "resolve_backend", "backend_of",
+           "canonical_name"]

@@ -5,9 +5,24 @@ The core (geometry, stencils, ops) only ever talks to this interface, so it neve
 framework itself.
 """
 
+import importlib
+
 import numpy as np
 
-from foscat_core._validation import check_dtype_name
+from .dtypes import check_dtype_name, dtype_text
+
+
+class NoGradientError(ValueError):
+    """The value does not depend on the differentiated input through backend operations."""
+
+
+def check_loss_value(loss, is_tensor):
+    """A loss function's result must be a scalar tensor of the framework (differentiable)."""
+    if not is_tensor(loss):
+        raise TypeError(f"loss_fn must return a scalar tensor of the network's framework, got {type(loss).__name__}")
+    if len(loss.shape) != 0:
+        raise ValueError(f"loss_fn must return a scalar (shape ()), got shape {tuple(loss.shape)}; "
+                         "reduce it, e.g. with a mean")
 
 
 class Backend:
@@ -22,10 +37,16 @@ class Backend:
     Attributes
     ----------
     name : str
-        ``"numpy"``, ``"torch"`` or ``"tensorflow"``.
+        A row of :mod:`foscat_core.backends.registry`.
     xp : module-like
-        The array namespace (array-api-compat for NumPy and torch, a shim for TensorFlow).
+        The array namespace (array-api-compat for NumPy and torch, a shim for TensorFlow,
+        ``jax.numpy`` for JAX).
     has_autograd : bool
+    host : bool
+        True when arrays are plain host (NumPy) data: no graph, no device.
+    nn : object
+        The network adapter (module base class, variables, activations, optimiser, trainer) from
+        the backend's ``framework`` module, built on first use.
     device : object
         The framework device arrays are placed on (``"cpu"`` for NumPy).
 
@@ -46,6 +67,7 @@ class Backend:
 
     name = "base"
     has_autograd = False
+    host = False
 
     def __repr__(self):
         return f"<foscat_core backend {self.name!r}>"
@@ -64,7 +86,7 @@ class Backend:
 
     def dtype_name(self, x):
         """``"float32"``, ``"float64"``, ... of a backend array."""
-        return str(x.dtype).replace("torch.", "").replace("<dtype: '", "").replace("'>", "")
+        return dtype_text(x.dtype)
 
     def is_native(self, x):
         """True when ``x`` is already an array of this backend."""
@@ -121,13 +143,75 @@ class Backend:
         products build what they need on first use. The torch backend builds its gather tables
         here, so that ``torch.compile`` and ``torch.export`` never trace host (scipy) code."""
 
+    def is_traced(self, x):
+        """True when ``x`` holds no values yet (a graph being traced or compiled)."""
+        return False
+
+    def assert_finite(self, x, message):
+        """``x``, or ``ValueError(message)`` if any value is NaN or infinite. While a graph is
+        traced (see :meth:`is_traced`) the check is part of the graph instead and fails at run
+        time with the framework's error carrying ``message``."""
+        if not bool(np.all(np.isfinite(self.to_numpy(x)))):
+            raise ValueError(message)
+        return x
+
+    def pow(self, x, p):
+        """Elementwise ``x ** p`` of a native array (``p`` a Python number)."""
+        return x**p
+
+    def size_along(self, x, axes):
+        """The number of entries of ``x`` along ``axes``: a Python float, or a scalar tensor of
+        ``x``'s dtype when a size is only known at run time (a traced batch dimension)."""
+        size = 1.0
+        for axis in axes:
+            size *= int(x.shape[axis])
+        return size
+
+    # --- networks -----------------------------------------------------------------------------
+    @property
+    def nn(self):
+        adapter = self.__dict__.get("_nn")
+        if adapter is None:
+            package = type(self).__module__.rsplit(".", 1)[0]
+            adapter = importlib.import_module(f"{package}.framework").Framework(self)
+            self.__dict__["_nn"] = adapter
+        return adapter
+
     # --- autograd -------------------------------------------------------------------------
-    def value_and_grad(self, fn, x):
-        """``(fn(x), d fn / d x)`` for a scalar-valued ``fn`` of one native array ``x``."""
-        raise NotImplementedError(
+    def _no_autograd(self):
+        return NotImplementedError(
             f"the {self.name!r} backend has no automatic differentiation; "
-            "use backend='torch' or backend='tensorflow' for gradients"
+            "use a backend with autograd (torch, tensorflow or jax) for gradients"
         )
+
+    def value_and_grad(self, fn, x):
+        """``(fn(x), d fn / d x)`` for a scalar-valued ``fn`` of one native array ``x``.
+
+        Raises :class:`NoGradientError` when ``fn``'s value does not depend on ``x`` through
+        backend operations."""
+        raise self._no_autograd()
+
+    def compile_value_and_grad(self, fn):
+        """``fn`` maps a native array ``x`` to ``(scalar, aux)`` (``aux`` a list of scalars);
+        returns ``g(x) -> (scalar, aux, d scalar / d x)``, compiled where the framework compiles
+        (a ``tf.function`` graph, ``jax.jit``). The first call traces ``fn``; a tracing failure
+        propagates, and the caller may fall back to :meth:`value_and_grad`. The default runs
+        eagerly."""
+        if not self.has_autograd:
+            raise self._no_autograd()
+
+        def run(x):
+            aux = []
+
+            def scalar(xt):
+                value, extra = fn(xt)
+                aux[:] = extra
+                return value
+
+            value, grad = self.value_and_grad(scalar, x)
+            return value, list(aux), grad
+
+        return run
 
     def check_float_dtype(self, dtype):
         return check_dtype_name(dtype)

@@ -43,6 +43,7 @@ from pathlib import Path
 import healpy as hp
 import numpy as np
 
+from foscat_core.backends import NoGradientError
 from foscat_core.nn import HealpixUNet
 from foscat_core.scattering import funct
 from foscat_core.synthesis import Loss, Synthesis
@@ -90,9 +91,9 @@ def gradient_norm(loss, x):
     bk = loss.backend
     try:
         _, grad = bk.value_and_grad(lambda t: loss.eval(t), bk.asarray(x, dtype=loss.dtype))
-    except RuntimeError:  # torch: the output does not require grad
+    except NoGradientError:
         return 0.0
-    return 0.0 if grad is None else float(np.linalg.norm(bk.to_numpy(grad)))
+    return float(np.linalg.norm(bk.to_numpy(grad)))
 
 
 def main(argv=None):

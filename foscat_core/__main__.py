@@ -1,8 +1,9 @@
 """Command line: ``python -m foscat_core demo [--backend ...] [--quick]`` (also ``foscat-core demo``)."""
 
 import argparse
-import importlib.util
 import sys
+
+from foscat_core.backends.registry import AUTOGRAD_NAMES, installed_autograd_backends
 
 MAX_DEMO_NSIDE = 1024  # a 30 degree disc there is ~850k cells: minutes per epoch and GBs; beyond is a mistake
 
@@ -11,8 +12,8 @@ def _parser():
     parser = argparse.ArgumentParser(prog="foscat-core", description="foscat_core command line")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="train a regional U-Net and run a hybrid synthesis; writes figures")
-    demo.add_argument("--backend", choices=["torch", "tensorflow"], default=None,
-                      help="framework to run on (default: torch if installed, else tensorflow)")
+    demo.add_argument("--backend", choices=list(AUTOGRAD_NAMES), default=None,
+                      help=f"framework to run on (default: the first installed of {', '.join(AUTOGRAD_NAMES)})")
     demo.add_argument("--nside", type=int, default=None,
                       help=f"resolution, a power of two from 8 to {MAX_DEMO_NSIDE} (default 64; 16 with --quick)")
     demo.add_argument("--epochs", type=int, default=None, help="training epochs (default 20; 8 with --quick)")
@@ -25,10 +26,10 @@ def _parser():
 
 
 def _default_backend():
-    for name in ("torch", "tensorflow"):
-        if importlib.util.find_spec(name) is not None:
-            return name
-    sys.exit("foscat-core demo needs torch or tensorflow: pip install 'foscat_core[torch]'")
+    installed = installed_autograd_backends()
+    if installed:
+        return installed[0]
+    sys.exit(f"foscat-core demo needs one of {', '.join(AUTOGRAD_NAMES)}: pip install 'foscat_core[torch]'")
 
 
 def main(argv=None):

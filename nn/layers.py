@@ -229,32 +229,15 @@ class Norm(NativeModule):
 
     def _update_running(self, mean, var, x):
         xp, m = self.backend.xp, self.momentum
-        n = self._count_per_channel(x)
-        correction = n / (n - 1) if isinstance(n, float) else n / self.fw.tf.maximum(n - 1, 1)
-        if isinstance(n, float) and n <= 1:
-            correction = 1.0
+        n = self.backend.size_along(x, (0, 2))
+        if isinstance(n, float):
+            correction = n / (n - 1) if n > 1 else 1.0
+        else:  # a run-time count (traced batch dimension)
+            correction = n / xp.maximum(n - 1, 1)
         new_mean = (1 - m) * self.running_mean + m * xp.reshape(mean, (-1,))
         new_var = (1 - m) * self.running_var + m * xp.reshape(var, (-1,)) * correction
-        self._set_running(new_mean, new_var)
-
-    def _count_per_channel(self, x):
-        if x.shape[0] is None:  # TensorFlow, batch unknown while tracing a tf.function
-            tf = self.fw.tf
-            return tf.cast(tf.shape(x)[0] * tf.shape(x)[2], x.dtype)
-        return float(int(x.shape[0]) * int(x.shape[2]))
-
-    def _set_running(self, new_mean, new_var):
-        name = self.backend.name
-        if name == "torch":
-            with self.fw.no_grad():
-                self.running_mean.copy_(new_mean.detach())
-                self.running_var.copy_(new_var.detach())
-        elif name == "tensorflow":
-            self.running_mean.assign(new_mean)
-            self.running_var.assign(new_var)
-        else:
-            self.running_mean[...] = new_mean
-            self.running_var[...] = new_var
+        self.fw.assign(self.running_mean, new_mean)
+        self.fw.assign(self.running_var, new_var)
 
 
 class Down(NativeModule):

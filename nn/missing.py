@@ -14,13 +14,12 @@ Examples
 --------
 >>> import numpy as np
 >>> from foscat_core.backends import get_backend
->>> from foscat_core.nn._framework import framework
 >>> bk = get_backend("numpy")
 >>> x = np.array([[[1.0, np.nan, 3.0]]])          # (B, C, N_cells)
->>> with_validity_channels(bk, framework(bk), x)  # (B, 2C, N_cells)
+>>> with_validity_channels(bk, bk.nn, x)  # (B, 2C, N_cells)
 array([[[1., 0., 3.],
         [1., 0., 1.]]])
->>> check_finite(framework(bk), x)
+>>> check_finite(bk.nn, x)
 Traceback (most recent call last):
 ...
 ValueError: x contains NaN or infinite values; build the network with mask_missing=True to treat NaN inputs as missing cells

@@ -2,7 +2,7 @@
 own module class.
 
 ``SomeLayer(..., backend="torch")`` returns an instance of a subclass of both ``SomeLayer`` and
-``torch.nn.Module`` (``tf.Module`` for TensorFlow, a plain class for NumPy). So a torch network
+``torch.nn.Module`` (``tf.Module`` for TensorFlow, ``flax.nnx.Module`` for JAX, a plain class for NumPy). So a torch network
 has ``state_dict``, ``.parameters()`` and works with any torch optimiser, a TensorFlow one
 tracks its ``tf.Variable``s, and ``isinstance(net, SomeLayer)`` holds on every backend.
 
@@ -15,7 +15,6 @@ import sys
 
 from foscat_core.backends import Backend, get_backend, resolve_backend
 
-from ._framework import framework
 
 _native_classes = {}
 
@@ -23,7 +22,7 @@ _native_classes = {}
 def _native_class(cls, backend):
     key = (cls, backend.name)
     if key not in _native_classes:
-        base = framework(backend).module_base
+        base = backend.nn.module_base
         name = f"{cls.__name__}"
         native = type(name, (cls, base), {"__module__": cls.__module__, "_fc_portable": cls,
                                           "_fc_backend_name": backend.name})
@@ -100,7 +99,7 @@ class NativeModule:
         if backend is None:  # type(net)(...): the framework of the class it was built as
             backend = type(self).__dict__.get("_fc_backend_name")
         self.backend = module_backend(backend, device)
-        self.fw = framework(self.backend)
+        self.fw = self.backend.nn
         # (kind, name) in registration order, identical on every backend; set past the
         # framework's attribute tracking, which has nothing to track here.
         object.__setattr__(self, "_fc_names", [])
@@ -121,7 +120,7 @@ class NativeModule:
                 if hasattr(value, "on_backend"):
                     object.__setattr__(module, name, _moved(value, backend))
             object.__setattr__(module, "backend", backend)
-            object.__setattr__(module, "fw", framework(backend))
+            object.__setattr__(module, "fw", backend.nn)
             module.__dict__.pop("_fc_evaluator", None)
             module._fc_prepare()
 

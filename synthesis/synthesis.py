@@ -11,11 +11,10 @@ from ._checks import dataarray_start, free_entries, host_array, positive_float, 
 from ._finite import FiniteGuard
 from .loss import Loss
 
-SYNTHESIS_BACKENDS = ("torch", "tensorflow")
+from foscat_core.backends import NoGradientError
+from foscat_core.backends.registry import AUTOGRAD_NAMES
 
-
-class _NoGradient(Exception):
-    """Raised while tracing when the losses do not reach x (the eager path then reports it)."""
+SYNTHESIS_BACKENDS = AUTOGRAD_NAMES  # the backends with automatic differentiation
 
 
 class Synthesis:
@@ -62,10 +61,10 @@ class Synthesis:
             found = ", ".join(f"{loss.name!r}: {loss.backend!r}" for loss in losses)
             raise ValueError(f"all losses must share one backend (and device), got {found}")
         self.backend = losses[0].backend
-        if not self.backend.has_autograd or self.backend.name not in SYNTHESIS_BACKENDS:
+        if not self.backend.has_autograd:
             raise NotImplementedError(
                 f"the {self.backend.name!r} backend has no automatic differentiation, so it cannot "
-                f"synthesise; build the losses with backend='torch' or backend='tensorflow'"
+                f"synthesise; build the losses on a backend with autograd ({', '.join(SYNTHESIS_BACKENDS)})"
             )
         self.loss_class = losses
         self.verbose = bool(verbose)
@@ -74,7 +73,7 @@ class Synthesis:
         self.track = []
         self.result = None
         self._last = None  # (vector, total, per-loss values, gradient of the free entries) of the latest evaluation
-        self._graphs = {}  # TensorFlow: dtype -> compiled value-and-gradient (False: run eagerly)
+        self._graphs = {}  # dtype -> compiled value-and-gradient (False: run eagerly)
 
     # --- one evaluation ------------------------------------------------------------------------
     def _scalar(self, loss, value):
@@ -110,26 +109,21 @@ class Synthesis:
                 return out
 
             xt = bk.asarray(full.reshape(shape).copy(), dtype=dtype)
-            compiled = self._compiled(dtype, members, xt) if bk.name == "tensorflow" else None
+            compiled = self._compiled(dtype, members, xt)
             if compiled is not None:
                 value, per_member, g = compiled
                 values.update(zip(members, per_member))
             else:
                 try:
                     value, g = bk.value_and_grad(objective, xt)
-                except RuntimeError as err:
-                    if "does not require grad" in str(err) or "not have been used in the graph" in str(err):
-                        g = None
-                    else:
-                        raise
-            if g is None:
-                names = ", ".join(repr(self.loss_class[k].name) for k in members)
-                raise ValueError(f"the losses {names} do not depend on x through {bk.name} operations, so they "
-                                 "have no gradient; keep the computation in backend ops on x")
+                except NoGradientError:
+                    names = ", ".join(repr(self.loss_class[k].name) for k in members)
+                    raise ValueError(f"the losses {names} do not depend on x through {bk.name} operations, so "
+                                     "they have no gradient; keep the computation in backend ops on x") from None
             failed = self._graphs.pop(("failed", dtype), None)
             if failed is not None:
                 reason = (str(failed).strip().splitlines() or [""])[0][:200]
-                warnings.warn(f"the {dtype} losses could not be compiled with tf.function ({type(failed).__name__}: "
+                warnings.warn(f"the {dtype} losses could not be compiled by {bk.name} ({type(failed).__name__}: "
                               f"{reason}); they run eagerly (slower)", RuntimeWarning, stacklevel=3)
             for k in members:
                 per_loss[k] = float(bk.to_numpy(values[k]))
@@ -137,46 +131,35 @@ class Synthesis:
             grad += bk.to_numpy(g).astype(np.float64).ravel()
         return total, per_loss, grad
 
-    # --- TensorFlow: the evaluation as one graph ------------------------------------------------
+    # --- the evaluation compiled by the backend ----------------------------------------------------
     def _compiled(self, dtype, members, xt):
-        """TensorFlow only: ``(total, per-member values, gradient)`` from the losses of ``members``
-        traced once into a ``tf.function`` (eagerly, every one of the hundreds of small ops of a
-        scattering loss pays TensorFlow's per-op dispatch; as one graph the evaluation costs about
-        what torch's does), or ``None`` when they cannot be traced: then the caller runs them
-        eagerly, which also raises the usual errors of a broken loss.
+        """``(total, per-member values, gradient)`` from the losses of ``members`` compiled once by
+        the backend (:meth:`~foscat_core.backends.Backend.compile_value_and_grad`: a ``tf.function``
+        graph, ``jax.jit``; torch runs eagerly), or ``None`` when they cannot be compiled: then
+        the caller runs them eagerly, which also raises the usual errors of a broken loss.
 
-        The graph is traced on the first evaluation of a run (losses run their Python code then,
-        not at every evaluation) and again after a batch refresh; a loss that leaves backend
+        The function is traced on the first evaluation of a run (losses run their Python code
+        then, not at every evaluation) and again after a batch refresh; a loss that leaves backend
         operations (``x.numpy()``...) falls back to eager execution with a one-line warning.
         """
         state = self._graphs.get(dtype)
         if state is False:
             return None
-        tf = self.backend.tf
         if state is None:
 
-            def value_and_grad(xt):
-                values = []
-                with tf.GradientTape() as tape:
-                    tape.watch(xt)
-                    for k in members:
-                        loss = self.loss_class[k]
-                        values.append(self._scalar(loss, loss.eval(xt)))
-                    total = values[0]
-                    for v in values[1:]:
-                        total = total + v
-                grad = tape.gradient(total, xt)
-                if grad is None:
-                    raise _NoGradient()
-                return total, values, tf.convert_to_tensor(grad)  # dense even after a gather on x
+            def objective(x):
+                values = [self._scalar(self.loss_class[k], self.loss_class[k].eval(x)) for k in members]
+                total = values[0]
+                for v in values[1:]:
+                    total = total + v
+                return total, values
 
-            state = {"fn": tf.function(value_and_grad, reduce_retracing=True, autograph=False)}
-            self._graphs[dtype] = state
+            state = self._graphs[dtype] = self.backend.compile_value_and_grad(objective)
         try:
-            return state["fn"](xt)
+            return state(xt)
         except Exception as err:  # noqa: BLE001 - any tracing failure: run eagerly instead
             self._graphs[dtype] = False
-            if not isinstance(err, _NoGradient):
+            if not isinstance(err, NoGradientError):
                 self._graphs[("failed", dtype)] = err
             return None
 

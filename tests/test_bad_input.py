@@ -111,7 +111,7 @@ def test_bad_down_mode(mode):
         fc.down(np.zeros(NPIX), NSIDE, mode=mode, backend="numpy")
 
 
-@pytest.mark.parametrize("name", ["jax", "cupy", "", "numpyy"])
+@pytest.mark.parametrize("name", ["mxnet", "cupy", "", "numpyy"])
 def test_unknown_backend_name(name):
     with pytest.raises(ValueError, match="backend"):
         fc.set_backend(name)

@@ -28,7 +28,7 @@ def test_demo_quick(backend_name, tmp_path):
     assert {"maps", "training_loss", "synthesis_maps", "synthesis_loss", "statistics"} <= set(results["figures"])
 
 
-@pytest.mark.parametrize("args", [["--backend", "jax"], ["--nside", "12"], ["--nside", "4"], ["--epochs", "0"]])
+@pytest.mark.parametrize("args", [["--backend", "mxnet"], ["--nside", "12"], ["--nside", "4"], ["--epochs", "0"]])
 def test_demo_rejects_bad_arguments(args, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--quiet", *args])

@@ -37,7 +37,7 @@ def test_torch_missing_cuda_device_names_the_devices_that_exist():
 def test_torch_cuda_index_checked_against_the_device_count(monkeypatch):
     import torch
 
-    from foscat_core.backends.torch_backend import check_device
+    from foscat_core.backends.torch.backend import check_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

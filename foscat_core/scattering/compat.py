@@ -58,6 +58,7 @@ class BackendCompat(Backend):
         self.all_type = dtype
         self.name = backend.name
         self.has_autograd = backend.has_autograd
+        self.host = backend.host
         self.xp = backend.xp
         for method in _FORWARDED:
             setattr(self, method, getattr(backend, method))
@@ -116,9 +117,7 @@ def power(bk, x, p):
         return x * x
     if p == 1:
         return x
-    if bk.name == "tensorflow":
-        return bk.tf.pow(x, p)
-    return x**p
+    return raw_backend(bk).pow(x, p)
 
 
 def safe_modulus(xp, re, im):

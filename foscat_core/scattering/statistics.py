@@ -190,9 +190,9 @@ class ScatteringStatistics:
                 # Host (NumPy) statistics join a framework's: they carry no graph to lose.
                 # They take the framework side's dtype (a float64 host reference meets a float32
                 # operator's statistics on every backend alike).
-                if other.backend.name == "numpy":
+                if other.backend.host:
                     other = other.to_backend(self.backend, dtype=self.dtype)
-                elif self.backend.name == "numpy":
+                elif self.backend.host:
                     return self.to_backend(other.backend, dtype=other.dtype)._binary(other, op, reflected)
                 else:
                     raise TypeError(f"cannot combine {self.backend.name} and {other.backend.name} statistics; "

@@ -5,9 +5,9 @@ All ops are plain TensorFlow ops (no Keras), so they run eagerly and under ``tf.
 
 import numpy as np
 
-from .base import Backend
-from .tf_namespace import TensorflowNamespace
-from .tf_sparse import TfStencilOperator, stencil_contract
+from ..base import Backend, NoGradientError
+from .namespace import TensorflowNamespace
+from .sparse import TfStencilOperator, stencil_contract
 
 
 def _tf():
@@ -87,6 +87,19 @@ class TensorflowBackend(Backend):
     def to_numpy(self, x):
         return np.array(x.numpy() if self.is_native(x) else x, copy=True)
 
+    def is_traced(self, x):
+        return not self.tf.executing_eagerly()
+
+    def assert_finite(self, x, message):
+        """``x``, or a ``ValueError(message)`` if any value is NaN or infinite; inside a
+        ``tf.function`` a graph check that fails at run time (``InvalidArgumentError``)."""
+        tf = self.tf
+        if tf.executing_eagerly():
+            if not bool(tf.reduce_all(tf.math.is_finite(x))):
+                raise ValueError(message)
+            return x
+        return tf.debugging.assert_all_finite(x, message)
+
     def take(self, x, idx, axis):
         return self.tf.gather(x, idx, axis=axis)
 
@@ -97,14 +110,38 @@ class TensorflowBackend(Backend):
             return TfStencilOperator(self.tf, indptr, indices, data, shape, self.dtype(dtype), self.device)
 
     def stencil_contract(self, xt, wr, op):
-        # COO sparse-dense products per batch element, gradient in the dense operand: see tf_sparse.py.
+        # COO sparse-dense products per batch element, gradient in the dense operand: see sparse.py.
         with self.tf.device(self.device):
             return stencil_contract(self.tf, xt, wr, op)
 
-    def value_and_grad(self, fn, x):
+    def pow(self, x, p):
+        return self.tf.pow(x, p)
+
+    def size_along(self, x, axes):
+        if any(x.shape[a] is None for a in axes):  # unknown while a tf.function is traced
+            shape = self.tf.shape(x)
+            size = shape[axes[0]]
+            for axis in axes[1:]:
+                size = size * shape[axis]
+            return self.tf.cast(size, x.dtype)
+        return super().size_along(x, axes)
+
+    def _tape_value_and_grad(self, fn, x):
         tf = self.tf
-        x = tf.convert_to_tensor(x)
         with tf.GradientTape() as tape:
             tape.watch(x)
-            value = fn(x)
-        return value, tape.gradient(value, x)
+            value, aux = fn(x)
+        grad = tape.gradient(value, x)
+        if grad is None:
+            raise NoGradientError("the value does not depend on x through TensorFlow operations")
+        return value, aux, tf.convert_to_tensor(grad)  # dense even after a gather on x
+
+    def value_and_grad(self, fn, x):
+        value, _, grad = self._tape_value_and_grad(lambda t: (fn(t), []), self.tf.convert_to_tensor(x))
+        return value, grad
+
+    def compile_value_and_grad(self, fn):
+        # One graph: eagerly, each of the hundreds of small ops of a scattering loss pays
+        # TensorFlow's per-op dispatch; traced once, an evaluation costs about what torch's does.
+        return self.tf.function(lambda x: self._tape_value_and_grad(fn, x), reduce_retracing=True,
+                                autograph=False)

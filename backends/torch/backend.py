@@ -1,13 +1,13 @@
 """PyTorch backend: array-api-compat's torch namespace, autograd, CUDA when available.
 
 The stencil product (``embedding_bag`` gathers in row blocks and dense matmuls, in a custom
-autograd function) lives in :mod:`backends.torch_contract`.
+autograd function) lives in :mod:`backends.torch.contract`.
 """
 
 import numpy as np
 
-from .base import Backend
-from .torch_contract import TorchStencilOperator, make_contract
+from ..base import Backend, NoGradientError
+from .contract import TorchStencilOperator, is_compiling, make_contract
 
 
 def _torch():
@@ -106,6 +106,27 @@ class TorchBackend(Backend):
             return x.detach().cpu().numpy().copy()
         return np.array(x, copy=True)
 
+    def is_traced(self, x):
+        return x.device.type == "meta" or is_compiling(self.torch)
+
+    def assert_finite(self, x, message):
+        """``x``, or a ``ValueError(message)`` if any value is NaN or infinite (a "meta" tensor
+        holds no values to check).
+
+        While ``torch.compile`` or ``torch.export`` traces, the check is a graph assertion
+        (``torch._assert_async``) instead: no host sync and no data-dependent branch, so no
+        graph break; a non-finite input then fails at run time with a ``RuntimeError`` carrying
+        the same message."""
+        torch = self.torch
+        if x.device.type == "meta":
+            return x
+        finite = torch.isfinite(x).all()
+        if is_compiling(torch):
+            torch._assert_async(finite, message)
+        elif not bool(finite):
+            raise ValueError(message)
+        return x
+
     def take(self, x, idx, axis):
         return self.torch.index_select(x, axis if axis >= 0 else x.ndim + axis, idx)
 
@@ -122,5 +143,12 @@ class TorchBackend(Backend):
     def value_and_grad(self, fn, x):
         x = x.detach().requires_grad_(True)
         value = fn(x)
-        (grad,) = self.torch.autograd.grad(value, x)
+        if not value.requires_grad:
+            raise NoGradientError("the value does not depend on x through torch operations")
+        try:
+            (grad,) = self.torch.autograd.grad(value, x)
+        except RuntimeError as err:
+            if "not have been used in the graph" in str(err):
+                raise NoGradientError("the value does not depend on x through torch operations") from err
+            raise
         return value.detach(), grad

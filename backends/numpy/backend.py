@@ -4,7 +4,7 @@ import numpy as np
 import scipy.sparse as sp
 from array_api_compat import numpy as np_xp
 
-from .base import Backend
+from ..base import Backend
 
 
 class NumpyBackend(Backend):
@@ -12,6 +12,7 @@ class NumpyBackend(Backend):
 
     name = "numpy"
     has_autograd = False
+    host = True
     xp = np_xp
 
     def __init__(self, device=None):

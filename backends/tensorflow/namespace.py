@@ -13,7 +13,7 @@ class TensorflowNamespace:
         self.float32, self.float64, self.int64, self.bool = tf.float32, tf.float64, tf.int64, tf.bool
 
     def __getattr__(self, name):
-        raise AttributeError(f"the TensorFlow array namespace has no {name!r}; add it to backends/tf_namespace.py")
+        raise AttributeError(f"the TensorFlow array namespace has no {name!r}; add it to backends/tensorflow/namespace.py")
 
     def asarray(self, x, dtype=None):
         return self._tf.convert_to_tensor(x, dtype=dtype)
@@ -66,6 +66,12 @@ class TensorflowNamespace:
 
     def mean(self, x, axis=None, keepdims=False):
         return self._tf.reduce_mean(x, axis=axis, keepdims=keepdims)
+
+    def maximum(self, a, b):
+        return self._tf.maximum(a, b)
+
+    def minimum(self, a, b):
+        return self._tf.minimum(a, b)
 
     def abs(self, x):
         return self._tf.abs(x)

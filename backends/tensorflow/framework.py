@@ -1,0 +1,92 @@
+"""What a network needs from TensorFlow beyond arrays: a ``tf.Module`` base, ``tf.Variable``s,
+activations, the optimisers (twins of torch's) and the training step as a ``tf.function``."""
+
+import contextlib
+import math
+
+import numpy as np
+
+from ..base import check_loss_value
+from ..plain_module import AdapterBase, PlainModule
+from .optimizers import TF_OPTIMIZERS
+
+
+class Framework(AdapterBase):
+    """What a network needs from TensorFlow beyond arrays (``backend.nn``)."""
+
+    def __init__(self, backend):
+        import tensorflow as tf
+
+        super().__init__(backend)
+        self.tf = tf
+
+        class TfModule(tf.Module, PlainModule):
+            def __init__(self):
+                tf.Module.__init__(self)
+                self.training = True
+
+        self.module_base = TfModule
+
+    def _variable(self, value, dtype, trainable):
+        tf = self.tf
+        with tf.init_scope(), tf.device(self.backend.device):
+            return tf.Variable(np.asarray(value), dtype=self.backend.dtype(dtype), trainable=trainable)
+
+    def parameter(self, value, dtype):
+        return self._variable(value, dtype, True)
+
+    def add_state(self, module, name, value, dtype):
+        setattr(module, name, self._variable(value, dtype, False))
+
+    def module_list(self, modules):
+        return list(modules)
+
+    def assign(self, variable, value):
+        """Set a variable from host data or a tensor."""
+        if not isinstance(value, (self.tf.Tensor, self.tf.Variable)):
+            value = np.asarray(value, dtype=variable.dtype.as_numpy_dtype)
+        variable.assign(value)
+
+    def relu(self, x):
+        return self.tf.nn.relu(x)
+
+    def sigmoid(self, x):
+        return self.tf.sigmoid(x)
+
+    def softmax(self, x, axis):
+        return self.tf.nn.softmax(x, axis=axis)
+
+    def gelu(self, x):
+        # The erf form: tf.nn.gelu is only accurate to ~5e-9 in float64.
+        return 0.5 * x * (1.0 + self.tf.math.erf(x / math.sqrt(2.0)))
+
+    def assert_finite(self, x, message):
+        return self.backend.assert_finite(x, message)
+
+    def no_grad(self):
+        return contextlib.nullcontext()
+
+    def fused_batch_norm(self, norm, x):
+        return None  # tf.nn.fused_batch_norm wants NHWC images; the written-once version is used
+
+    def optimizer(self, model, kind, lr, weight_decay, momentum):
+        """The TensorFlow twin of torch's optimiser ``kind`` ("adam", "adamw" or "sgd")."""
+        return TF_OPTIMIZERS[kind](self.tf, model.parameters(), lr, weight_decay, momentum)
+
+    def trainer(self, model, objective, optimizer):
+        tf = self.tf
+        variables = model.parameters()
+
+        @tf.function(reduce_retracing=True)
+        def step(x, y, w):
+            with tf.GradientTape() as tape:
+                loss = objective(model(x), y, w)
+                check_loss_value(loss, tf.is_tensor)  # runs while tracing: static shape
+            optimizer.apply(tape.gradient(loss, variables))
+            return loss
+
+        return lambda x, y, w: float(step(x, y, w))
+
+    def evaluator(self, model):
+        # Traced per training flag: the flag is a Python value read while tracing.
+        return self.tf.function(lambda x: model(x), reduce_retracing=True)

@@ -1,0 +1,108 @@
+"""What a network needs from torch beyond arrays: the module base, variables, activations, the
+optimisers (``torch.optim``) and the training step."""
+
+import itertools
+
+import numpy as np
+
+from ..base import check_loss_value
+from ..plain_module import AdapterBase
+from .contract import is_compiling
+from .optimizers import TorchOptimizer
+
+
+class Framework(AdapterBase):
+    """What a network needs from torch beyond arrays (``backend.nn``)."""
+
+    def __init__(self, backend):
+        import torch
+
+        super().__init__(backend)
+        self.torch = torch
+
+        class TorchModule(torch.nn.Module):
+            def _apply(self, fn, *args, **kwargs):
+                # .to(device) / .cuda() / .cpu(): follow the parameters to their new device.
+                out = super()._apply(fn, *args, **kwargs)
+                tensors = itertools.chain(self.parameters(), self.buffers())
+                device = next((t.device for t in tensors), None)
+                if device is not None and device != self.backend.device:
+                    from .. import get_backend
+
+                    self._fc_rebind(get_backend("torch", device))
+                return out
+
+        self.module_base = TorchModule
+
+    def parameter(self, value, dtype):
+        return self.torch.nn.Parameter(self.backend.asarray(np.asarray(value), dtype=dtype))
+
+    def add_state(self, module, name, value, dtype):
+        module.register_buffer(name, self.backend.asarray(np.asarray(value), dtype=dtype))
+
+    def module_list(self, modules):
+        return self.torch.nn.ModuleList(modules)
+
+    def assign(self, variable, value):
+        """Set a parameter or state in place, from host data or a tensor (not differentiated)."""
+        with self.torch.no_grad():
+            if isinstance(value, self.torch.Tensor):
+                variable.copy_(value.detach())
+            else:
+                variable.copy_(self.torch.as_tensor(np.asarray(value), dtype=variable.dtype))
+
+    def relu(self, x):
+        return self.torch.relu(x)
+
+    def sigmoid(self, x):
+        return self.torch.sigmoid(x)
+
+    def softmax(self, x, axis):
+        return self.torch.softmax(x, dim=axis)
+
+    def gelu(self, x):
+        return self.torch.nn.functional.gelu(x)
+
+    def assert_finite(self, x, message):
+        return self.backend.assert_finite(x, message)
+
+    def no_grad(self):
+        return self.torch.no_grad()
+
+    def fused_batch_norm(self, norm, x):
+        """torch's batch norm kernel (running statistics updated in place, unbiased variance).
+
+        While a graph is traced the input is made contiguous first: torch's CPU kernel returns a
+        contiguous result for a strided (B, C, N) input (a convolution's output, a transposed
+        (B, N, C)) where its shape function promises the input's strides, and graphs run
+        without Inductor (``backend="aot_eager"``) then fail on the next view."""
+        if is_compiling(self.torch):
+            x = x.contiguous()
+        return self.torch.nn.functional.batch_norm(x, norm.running_mean, norm.running_var, norm.scale, norm.shift,
+                                                   norm.training, norm.momentum, norm.eps)
+
+    def optimizer(self, model, kind, lr, weight_decay, momentum):
+        """A ``torch.optim`` optimiser ("adam", "adamw" or "sgd") over ``model``'s parameters."""
+        return TorchOptimizer(self.torch, model.parameters(), kind, lr, weight_decay, momentum)
+
+    def trainer(self, model, objective, optimizer):
+        """A function ``(x, y, w) -> loss float`` running one step of ``optimizer`` on
+        ``objective(model(x), y, w)``."""
+        native = optimizer.native
+
+        def step(x, y, w):
+            native.zero_grad(set_to_none=True)
+            loss = objective(model(x), y, w)
+            check_loss_value(loss, self.torch.is_tensor)
+            loss.backward()
+            native.step()
+            return float(loss.detach())
+
+        return step
+
+    def evaluator(self, model):
+        def run(x):
+            with self.torch.no_grad():
+                return model(x)
+
+        return run
