@@ -86,13 +86,17 @@ class JaxBackend(Backend):
         host = np.asarray(x) if dtype is None else np.asarray(x, dtype=dtype)
         if host.dtype in (np.float64, np.int64) and dtype is None and not self.jax.config.jax_enable_x64:
             host = host.astype(np.float32 if host.dtype == np.float64 else np.int32)
-        return self.jax.device_put(jnp.asarray(host), self.device)
+        # Host data becomes a concrete array even while jax.jit traces (as TensorFlow's init_scope
+        # does): objects caching such arrays (operators, kernels, identities) never hold a tracer.
+        with self.jax.ensure_compile_time_eval():
+            return self.jax.device_put(jnp.asarray(host), self.device)
 
     def index_array(self, idx):
         idx = np.asarray(idx, dtype=np.int64)
         small = idx.size == 0 or (idx.min() >= -(2**31) and idx.max() < 2**31)
-        return self.jax.device_put(idx.astype(np.int32 if small or not self.jax.config.jax_enable_x64 else np.int64),
-                                   self.device)
+        with self.jax.ensure_compile_time_eval():  # concrete under jax.jit too (see asarray)
+            return self.jax.device_put(idx.astype(np.int32 if small or not self.jax.config.jax_enable_x64 else np.int64),
+                                       self.device)
 
     def to_numpy(self, x):
         if self.is_native(x):
@@ -125,8 +129,9 @@ class JaxBackend(Backend):
 
     def sparse_operator(self, indptr, indices, data, shape, dtype):
         self._check_x64(dtype)
-        return JaxStencilOperator(self.jax.numpy, self.jax.device_put, indptr, indices, data, shape,
-                                  np.dtype(dtype), self.device)
+        with self.jax.ensure_compile_time_eval():  # concrete under jax.jit too (see asarray)
+            return JaxStencilOperator(self.jax.numpy, self.jax.device_put, indptr, indices, data, shape,
+                                      np.dtype(dtype), self.device)
 
     def stencil_contract(self, xt, wr, op):
         return stencil_contract(self.jax, xt, wr, op)
