@@ -38,5 +38,10 @@ class AdapterBase:
     def __init__(self, backend):
         self.backend = backend
 
+    def value(self, variable):
+        """The array a parameter or state holds, for operations that take arrays only (the
+        variable itself where variables are arrays; JAX overrides it)."""
+        return variable
+
     def __reduce__(self):
         return (getattr, (self.backend, "nn"))

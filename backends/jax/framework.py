@@ -1,0 +1,140 @@
+"""What a network needs from JAX beyond arrays: a ``flax.nnx.Module`` base, ``nnx.Param`` /
+``nnx.BatchStat`` variables, activations, the optimisers (optax twins of torch's) and the
+training step compiled with ``nnx.jit``.
+
+Modules are nnx graph nodes that are not JAX pytrees (``pytree=False``): nnx finds the variables
+by walking the attributes (``nnx.state(net, nnx.Param)``), while everything else a layer holds
+(stencils, plans, the config, the training flag) is static in the graph definition. So the
+training flag is a Python value read at trace time: a compiled forward is traced once per flag.
+"""
+
+import contextlib
+
+import numpy as np
+
+from ..base import check_loss_value
+from ..plain_module import AdapterBase, PlainModule
+from .optimizers import JaxOptimizer
+
+
+class Framework(AdapterBase):
+    """What a network needs from JAX beyond arrays (``backend.nn``)."""
+
+    def __init__(self, backend):
+        import jax
+        import optax
+        from flax import nnx
+        from flax.nnx import pytreelib
+
+        super().__init__(backend)
+        self.jax, self.optax, self.nnx = jax, optax, nnx
+
+        class JaxModule(PlainModule, nnx.Module, pytree=False):
+            def __init_subclass__(cls, **kwargs):
+                # Every layer class (built by NativeModule with type()) is a graph node, not a pytree.
+                super().__init_subclass__(**{"pytree": False, **kwargs})
+
+            def __init__(self):
+                if "_pytree__state" not in vars(self):
+                    # Built by NativeModule.__new__ (object.__new__), past nnx's metaclass call,
+                    # which is where nnx sets its bookkeeping.
+                    object.__setattr__(self, "_pytree__state", pytreelib.PytreeState())
+                    object.__setattr__(self, "_pytree__nodes", type(self)._pytree__nodes)
+                PlainModule.__init__(self)
+
+        self.module_base = JaxModule
+
+    def parameter(self, value, dtype):
+        return self.nnx.Param(self.backend.asarray(np.asarray(value), dtype=dtype))
+
+    def add_state(self, module, name, value, dtype):
+        setattr(module, name, self.nnx.BatchStat(self.backend.asarray(np.asarray(value), dtype=dtype)))
+
+    def module_list(self, modules):
+        return list(modules)
+
+    def value(self, variable):
+        """The array an ``nnx.Variable`` holds (for operations that only take arrays)."""
+        return variable.value
+
+    def assign(self, variable, value):
+        """Set a variable's value from host data or a JAX array of its shape (cast to its dtype).
+
+        Inside ``nnx.jit`` (the training step) this updates the traced copy, which nnx writes
+        back; a traced value assigned to a variable outside such a transform is nnx's error."""
+        dtype = np.dtype(variable.value.dtype)
+        if not self.backend.is_native(value):
+            value = self.backend.asarray(np.asarray(value), dtype=dtype.name)
+        if tuple(value.shape) != tuple(variable.value.shape):
+            raise ValueError(f"value has shape {tuple(value.shape)} but the variable has shape "
+                             f"{tuple(variable.value.shape)}")
+        variable.value = value.astype(dtype)
+
+    def relu(self, x):
+        return self.jax.nn.relu(x)
+
+    def sigmoid(self, x):
+        return self.jax.nn.sigmoid(x)
+
+    def softmax(self, x, axis):
+        return self.jax.nn.softmax(x, axis=axis)
+
+    def gelu(self, x):
+        return self.jax.nn.gelu(x, approximate=False)
+
+    def assert_finite(self, x, message):
+        return self.backend.assert_finite(x, message)
+
+    def no_grad(self):
+        return contextlib.nullcontext()  # JAX differentiates only what a transform asks for
+
+    def fused_batch_norm(self, norm, x):
+        return None  # XLA fuses the written-once version
+
+    def _param_paths(self, model):
+        """nnx paths of ``model.parameters()``, in that (registration) order."""
+        paths = {id(node): path for path, node in self.nnx.graph.iter_graph(model)
+                 if isinstance(node, self.nnx.Variable)}
+        return [paths[id(p)] for p in model.parameters()]
+
+    def optimizer(self, model, kind, lr, weight_decay, momentum):
+        """The optax twin of torch's optimiser ``kind`` ("adam", "adamw" or "sgd")."""
+        return JaxOptimizer(self.jax, self.optax, [p.value for p in model.parameters()], kind, lr, weight_decay,
+                            momentum, self.backend.device)
+
+    def trainer(self, model, objective, optimizer):
+        """``step(x, y, w) -> loss float``: one optimiser step on ``objective(model(x), y, w)``,
+        compiled once per training flag (batch-norm statistics updated inside)."""
+        nnx, jax = self.nnx, self.jax
+        paths = self._param_paths(model)
+
+        def is_tensor(value):
+            return isinstance(value, jax.Array)
+
+        @nnx.jit
+        def compiled(net, opt_state, x, y, w):
+            def loss_of(net):
+                loss = objective(net(x), y, w)
+                check_loss_value(loss, is_tensor)  # runs while tracing: static shape
+                return loss
+
+            loss, grads = nnx.value_and_grad(loss_of)(net)
+            flat = dict(grads.flat_state())
+            grads = [flat[path].value for path in paths]
+            params = net.parameters()
+            updates, opt_state = optimizer.update(grads, opt_state, [p.value for p in params])
+            for p, u in zip(params, updates):
+                p.value = p.value + u
+            return loss, opt_state
+
+        def step(x, y, w):
+            loss, optimizer.state = compiled(model, optimizer.state, x, y, w)
+            optimizer.count += 1
+            return float(loss)
+
+        return step
+
+    def evaluator(self, model):
+        """The forward compiled with ``nnx.jit`` (traced once per training flag and input shape)."""
+        compiled = self.nnx.jit(lambda net, x: net(x))
+        return lambda x: compiled(model, x)
