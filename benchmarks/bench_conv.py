@@ -2,7 +2,7 @@
 
     python benchmarks/bench_conv.py                       # nside 64, B=8, 32->32 channels, K=3
     python benchmarks/bench_conv.py --threads 1 --reps 20
-    python benchmarks/bench_conv.py --no-tf               # torch only
+    python benchmarks/bench_conv.py --no-tf --no-jax      # torch only
     python benchmarks/bench_conv.py --tuned-malloc        # glibc keeps freed memory (no page faults)
 
 The reference is ``torch.nn.functional.conv2d`` on an image of 12*nside**2 pixels
@@ -83,6 +83,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads (and TF intra-op threads); default: the frameworks' own")
     p.add_argument("--no-tf", action="store_true", help="skip the TensorFlow section")
+    p.add_argument("--no-jax", action="store_true", help="skip the JAX section")
     p.add_argument("--tuned-malloc", action="store_true",
                    help="re-run under glibc malloc settings that never return memory to the kernel "
                         "(removes the page-fault cost of large temporaries; see README)")
@@ -286,10 +287,19 @@ def main(argv=None):
             import tensorflow as tf
         except ImportError:
             print("tensorflow not installed: TF section skipped")
-            return
-        if args.threads is not None:
-            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        bench_tf(args)
+        else:
+            if args.threads is not None:
+                tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+            bench_tf(args)
+    if not args.no_jax:
+        import importlib.util
+
+        if importlib.util.find_spec("jax") is None:
+            print("jax not installed: JAX section skipped")
+        else:
+            from _conv_jax import bench_jax
+
+            bench_jax(args, timeit, row, table_header, image_shape, fmt)
 
 
 if __name__ == "__main__":

@@ -129,12 +129,14 @@ class JaxBackend(Backend):
 
     def sparse_operator(self, indptr, indices, data, shape, dtype):
         self._check_x64(dtype)
+        return JaxStencilOperator(self._put_concrete, indptr, indices, data, shape, np.dtype(dtype), self.device)
+
+    def _put_concrete(self, host, device):
         with self.jax.ensure_compile_time_eval():  # concrete under jax.jit too (see asarray)
-            return JaxStencilOperator(self.jax.numpy, self.jax.device_put, indptr, indices, data, shape,
-                                      np.dtype(dtype), self.device)
+            return self.jax.device_put(host, device)
 
     def stencil_contract(self, xt, wr, op):
-        return stencil_contract(self.jax, xt, wr, op)
+        return stencil_contract(self.jax, xt, wr, op, per_sample=self.device.platform == "cpu")
 
     def value_and_grad(self, fn, x):
         value, _, grad = self._value_and_grad(lambda t: (fn(t), []), x)

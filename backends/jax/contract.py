@@ -1,35 +1,71 @@
-"""The JAX stencil product: a gather of the contracted input and a sorted segment sum.
+"""The JAX stencil product: interpolate at the stencil taps with one gather, then one dense matmul.
 
-``out[b] = A @ reshape(xt[b] @ wr, (N_in * P, C_out))`` with ``A`` (N_out, N_in * P) sparse CSR.
-The operator's index tables are NumPy constants held on the host and placed on the device once, so
-under ``jax.jit`` they are static: no host round trip inside a traced function, and the gradient
-(with respect to ``xt`` and ``wr``) is JAX's own transpose of the gather and segment sum.
+``out[b] = A @ reshape(xt[b] @ wr, (N_in * P, C_out))`` with ``A`` (N_out, N_in * P) sparse CSR,
+column ``m * P + p`` = tap p read at input cell m. Computed in the equivalent interpolate-first
+order: ``A_i`` (N_out * P, N_in), row ``n * P + p`` = the (at most 4) bilinear weights of tap p
+of cell n, stored as padded rows ("ELL": ``cols``/``vals`` of shape (N_out * P, m), zero-weight
+padding); ``it = sum_k vals[:, k] * xt[b][cols[:, k]]`` then ``reshape(it, (N_out, P * C_in)) @ W``.
+
+The index tables are NumPy constants made on the host once per P and placed on the device, so
+under ``jax.jit`` they are static (no host round trip in a traced function) and the gradient is
+JAX's own transpose of the gather. Measured on CPU (nside 64, B=8, 32->32, K=3, jit, 2 cores):
+a gather + sorted ``segment_sum`` in the contract-first order took ~1.6 s, interpolate-first with
+the whole batch in one gather ~2.1 s, one sample at a time (``lax.map``, the interpolated block
+stays small) 0.69 s, and with ``promise_in_bounds`` (no bounds masking) 0.37 s forward. On a GPU
+the batch goes in one gather (``vmap``): memory is not the limit there, launches are.
 """
 
 import numpy as np
 
 
 class JaxStencilOperator:
-    """A sparse (N_out, N_in * P) operator as device arrays: row of each entry (sorted), column, value."""
+    """A sparse (N_out, N_in * P) operator: the host CSR arrays, and per P its interpolate-first
+    ELL tables on the device (made on first use, from the host arrays only)."""
 
-    def __init__(self, jnp, device_put, indptr, indices, data, shape, dtype, device):
-        indptr = np.asarray(indptr, dtype=np.int64)
-        rows = np.repeat(np.arange(shape[0], dtype=np.int64), np.diff(indptr))
-        index_dtype = np.int32 if max(shape) < 2**31 else np.int64
+    def __init__(self, device_put, indptr, indices, data, shape, dtype, device):
         self.shape = (int(shape[0]), int(shape[1]))
-        self.rows = device_put(rows.astype(index_dtype), device)
-        self.cols = device_put(np.asarray(indices).astype(index_dtype), device)
-        self.vals = device_put(np.asarray(data, dtype=dtype), device)
+        self._csr = (np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64), np.asarray(data))
+        self._dtype, self._device, self._put = dtype, device, device_put
+        self._forms = {}
+
+    def interp_form(self, n_points):
+        """``(cols, vals)`` of shape (N_out * P, m) for P = ``n_points`` (see the module docstring)."""
+        form = self._forms.get(n_points)
+        if form is None:
+            indptr, indices, data = self._csr
+            rows = np.repeat(np.arange(self.shape[0], dtype=np.int64), np.diff(indptr))
+            rows = rows * n_points + indices % n_points
+            cols = indices // n_points
+            n_rows = self.shape[0] * n_points
+            counts = np.bincount(rows, minlength=n_rows)
+            order = np.argsort(rows, kind="stable")
+            rows, cols, vals = rows[order], cols[order], data[order]
+            slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+            width = max(int(counts.max(initial=0)), 1)
+            index_dtype = np.int32 if self.shape[1] // n_points < 2**31 else np.int64
+            ell_cols = np.zeros((n_rows, width), dtype=index_dtype)
+            ell_vals = np.zeros((n_rows, width), dtype=self._dtype)
+            ell_cols[rows, slot] = cols
+            ell_vals[rows, slot] = vals
+            form = self._forms[n_points] = (self._put(ell_cols, self._device), self._put(ell_vals, self._device))
+        return form
 
 
-def stencil_contract(jax, xt, wr, op):
-    """``(B, N_in, C_in) x (C_in, P * C_out) -> (B, N_out, C_out)``; see the module docstring."""
+def stencil_contract(jax, xt, wr, op, per_sample):
+    """``(B, N_in, C_in) x (C_in, P * C_out) -> (B, N_out, C_out)``; see the module docstring.
+    ``per_sample``: one sample at a time (``lax.map``, CPU) or the whole batch at once (``vmap``)."""
     jnp = jax.numpy
-    b, n_in, _ = xt.shape
+    n_in, c_in = int(xt.shape[1]), int(xt.shape[2])
     n_points = op.shape[1] // n_in
-    c_out = wr.shape[1] // n_points
-    z = jnp.reshape(jnp.matmul(xt, wr), (b, n_in * n_points, c_out))
-    picked = jnp.take(z, op.cols, axis=1) * op.vals.astype(z.dtype)[None, :, None]  # (B, nnz, C_out)
-    summed = jax.ops.segment_sum(jnp.moveaxis(picked, 1, 0), op.rows, num_segments=op.shape[0],
-                                 indices_are_sorted=True)  # (N_out, B, C_out)
-    return jnp.moveaxis(summed, 0, 1)
+    c_out = int(wr.shape[1]) // n_points
+    cols, vals = op.interp_form(n_points)
+    vals = vals.astype(xt.dtype)
+    # (C_in, P * C_out) -> (P * C_in, C_out): row p * C_in + i, as the interpolated row is laid out.
+    w_taps = jnp.reshape(jnp.transpose(jnp.reshape(wr, (c_in, n_points, c_out)), (1, 0, 2)), (n_points * c_in, c_out))
+
+    def one(xb):  # (N_in, C_in) -> (N_out, C_out)
+        picked = xb.at[cols].get(mode="promise_in_bounds")  # (N_out * P, m, C_in)
+        interp = jnp.einsum("rmc,rm->rc", picked, vals)
+        return jnp.matmul(jnp.reshape(interp, (op.shape[0], n_points * c_in)), w_taps)
+
+    return jax.lax.map(one, xt) if per_sample else jax.vmap(one)(xt)
