@@ -1,14 +1,12 @@
 """L-BFGS-B synthesis of maps: scipy drives a float64 host vector, the backend's autograd gives the gradient."""
 
-import time
 import warnings
 
 import numpy as np
-import scipy.optimize
-from tqdm.auto import tqdm
 
 from ._checks import dataarray_start, free_entries, host_array, positive_float, positive_int
-from ._finite import FiniteGuard
+from ._lbfgs import LbfgsLoop
+from ._run_report import RunReport
 from .loss import Loss
 
 from foscat_core.backends import NoGradientError
@@ -72,7 +70,6 @@ class Synthesis:
         self.info = []
         self.track = []
         self.result = None
-        self._last = None  # (vector, total, per-loss values, gradient of the free entries) of the latest evaluation
         self._graphs = {}  # dtype -> compiled value-and-gradient (False: run eagerly)
 
     # --- one evaluation ------------------------------------------------------------------------
@@ -260,109 +257,37 @@ class Synthesis:
 
         shape = x0.shape
         full = x0.astype(np.float64).ravel()
-        history, self.info, self.track = [], [], []
         self.result = None
         self._graphs = {}  # traced again for this run: the losses may have changed since the last one
-        bar = tqdm(total=NUM_EPOCHS * NUM_STEP_BIAS, desc=MESSAGE.strip() or "synthesis", disable=not verbose, leave=False)
-        iteration = 0
-        t_start = time.perf_counter()
-        guard = FiniteGuard([loss.name for loss in self.loss_class])
-        accepted = {}  # the last accepted point of the current restart: v, f, g
-
-        def evaluate_raw(v):
-            full[free] = v
-            total, per_loss, grad = self._value_and_grad(full, shape)
-            self._last = (v.copy(), total, per_loss, grad[free] * weight)
-            return total, self._last[3]
-
-        def evaluate(v):  # what scipy sees: a non-finite point is pushed back, never accepted
-            total, g = evaluate_raw(v)
-            what = guard.describe(total, self._last[2], g)
-            if what is None:
-                return total, g
-            guard.record(iteration + 1, what)
-            return guard.penalty(accepted["f"]), accepted["g"]
-
-        def report(v, total, per_loss, restart):
-            if KEEP_TRACK is not None and KEEP_TRACK is not False:
-                snapshot = full.copy()
-                snapshot[free] = v
-                snapshot = snapshot.reshape(shape)
-                self.track.append(snapshot if KEEP_TRACK is True else KEEP_TRACK(snapshot))
-            for k, loss in enumerate(self.loss_class):
-                if loss.info:
-                    full[free] = v
-                    xt = self.backend.asarray(full.reshape(shape).copy(), dtype=loss.dtype)
-                    self.info.append((iteration, k, loss.eval(xt, return_all=True)[1]))
-            if verbose:
-                terms = " ".join(f"{loss.name}={val:.4e}" for loss, val in zip(self.loss_class, per_loss))
-                rate = (time.perf_counter() - t_start) / max(iteration, 1)
-                tqdm.write(f"{MESSAGE}Itt {iteration:6d} (restart {restart}) L={total:.6e} [{terms}] "
-                           f"{rate * 1e3:.1f} ms/it")
-
+        report = RunReport(self.loss_class, self.backend, NUM_EPOCHS * NUM_STEP_BIAS, EVAL_FREQUENCY, KEEP_TRACK,
+                           MESSAGE, verbose)
+        self.info, self.track = report.info, report.track
+        loop = LbfgsLoop(lambda flat: self._value_and_grad(flat, shape), full, free, weight,
+                         [loss.name for loss in self.loss_class], report, opts, shape)
         try:
-            for restart in range(NUM_STEP_BIAS):
-                for loss in self.loss_class:
-                    if loss.batch_update is not None and (restart > 0 or loss.batch is None):
-                        loss.refresh_batch()
-                if restart > 0 and any(loss.batched for loss in self.loss_class):
-                    self._graphs = {}  # a traced graph holds the previous batch
-                v0 = full[free].copy()
-                total0, g0 = evaluate_raw(v0)
-                what = guard.describe(total0, self._last[2], g0)
-                if what is not None and restart == 0:
-                    raise ValueError(f"the objective at in_x is not finite ({what}): nothing to optimise from; "
-                                     "check the loss and in_x")
-                if what is not None:  # a refreshed batch: keep the map reached so far
-                    guard.record(iteration, f"at the start of restart {restart}, {what}")
-                    break
-                history.append(total0)
-                if iteration % EVAL_FREQUENCY == 0:
-                    report(v0, total0, self._last[2], restart)
-                accepted.update(v=v0, f=total0, g=g0)
-
-                def callback(intermediate_result):
-                    nonlocal iteration
-                    v, f = intermediate_result.x, float(intermediate_result.fun)
-                    if self._last is not None and np.array_equal(self._last[0], v):
-                        per_loss, g = self._last[2], self._last[3]
-                    else:  # scipy evaluated elsewhere since: recompute the accepted point
-                        f, g = evaluate(v)
-                        per_loss = self._last[2]
-                    iteration += 1
-                    history.append(f)
-                    accepted.update(v=v.copy(), f=f, g=g)
-                    bar.update(1)
-                    if verbose:
-                        bar.set_postfix(loss=f"{f:.4e}")
-                    if iteration % EVAL_FREQUENCY == 0:
-                        report(v, f, per_loss, restart)
-
-                try:
-                    result = scipy.optimize.minimize(evaluate, v0, jac=True, method="L-BFGS-B", callback=callback,
-                                                     options=opts)
-                except KeyboardInterrupt:  # Ctrl-C: keep what was reached so far
-                    full[free] = accepted["v"]
-                    tqdm.write(f"{MESSAGE}interrupted at iteration {iteration}: returning the last accepted map")
-                    break
-                self.result = result
-                # L-BFGS-B may end on an evaluation that failed its line search: keep the last accepted point.
-                if np.isfinite(result.fun) and result.fun <= accepted["f"]:
-                    full[free] = result.x
-                    accepted["f"] = float(result.fun)
-                else:
-                    full[free] = accepted["v"]
-                bar.update(NUM_EPOCHS * (restart + 1) - bar.n)  # iterations skipped by an early stop
-            if verbose and self.result is not None:
-                tqdm.write(f"{MESSAGE}Final loss {history[-1]:.6e} after {iteration} iterations "
-                           f"({time.perf_counter() - t_start:.2f} s; scipy: {self.result.message})")
+            self._restarts(loop, report, NUM_EPOCHS, NUM_STEP_BIAS)
+            report.final(loop.iteration, self.result)
         finally:
-            bar.close()
-            self.history = np.asarray(history, dtype=np.float64)
-        guard.warn(accepted["f"])
+            self.history = report.close()
+        loop.guard.warn(loop.accepted["f"])
         out_dtype = x0.dtype if np.issubdtype(x0.dtype, np.floating) else np.float64
         out = full.reshape(shape).astype(out_dtype)
         return out if wrap is None else wrap(out)
+
+    def _restarts(self, loop, report, num_epochs, num_restarts):
+        """The ``NUM_STEP_BIAS`` L-BFGS-B restarts, each after refreshing the batched losses."""
+        for restart in range(num_restarts):
+            for loss in self.loss_class:
+                if loss.batch_update is not None and (restart > 0 or loss.batch is None):
+                    loss.refresh_batch()
+            if restart > 0 and any(loss.batched for loss in self.loss_class):
+                self._graphs = {}  # a traced graph holds the previous batch
+            if not loop.start(restart):
+                break
+            if not loop.minimise(restart):
+                break
+            self.result = loop.result
+            report.restart_done(num_epochs * (restart + 1))  # iterations skipped by an early stop
 
     def get_history(self):
         """Loss of the latest :meth:`run`, float64 array: for each restart, the starting loss then one value

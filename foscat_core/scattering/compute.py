@@ -5,11 +5,12 @@ is a matrix product with the per-scale weights, and the S3 / S4 sums over all or
 are batched matrix products (Gram matrices), so there is no Python loop over orientations.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from foscat_core.pyramid_ops import down
-
 from .compat import safe_modulus, safe_sqrt
+from .pyramid import level_filter
 
 
 def pair_index(n):
@@ -65,35 +66,100 @@ def _s4(xp, ar, ai, br, bi, w):
     return re, im
 
 
-def scattering_scales(op, z, n_fields, levels, weights, filters):
+@dataclass(frozen=True)
+class ScalePlan:
+    """The per-scale data of one domain and number of scales, built once (eagerly, see
+    :func:`build_plan`) and only read by :func:`scattering_coefficients`: a traced call (``jax.jit``,
+    ``tf.function``) finds every constant here and changes nothing.
+
+    Attributes
+    ----------
+    n_orient : int
+        K, the number of orientations.
+    full_kernel, wavelet_kernel : native arrays, shape (2K + 1, P) and (2K, P)
+        The bank with and without the smoother (the last scale needs no smoothing).
+    filters : tuple of SphericalStencil
+        One per scale (their ``filter`` applies the bank).
+    downs : tuple of DownPlan
+        The mean ``down`` from scale ``j`` to ``j + 1`` (one fewer than scales).
+    n_cells : tuple of int
+        ``N_j`` of each scale.
+    uniform : tuple of native arrays, shape (1, N_j)
+        The weights ``1 / N_j`` of a call without mask.
+    s4_index : tuple of native int arrays
+        ``pair_index(j + 1)[0]`` of each scale (the S4 pairs ``j1 <= j2``).
+    j2_j3, j1_j2_j3 : ndarray of int64
+        See :func:`scale_indices`.
+    norm_index : tuple of 4 native int arrays
+        ``j2_j3[:, 0]``, ``j2_j3[:, 1]``, ``j1_j2_j3[:, 0]``, ``j1_j2_j3[:, 1]``.
+    """
+
+    n_orient: int
+    full_kernel: object
+    wavelet_kernel: object
+    filters: tuple
+    downs: tuple
+    n_cells: tuple
+    uniform: tuple
+    s4_index: tuple
+    j2_j3: np.ndarray
+    j1_j2_j3: np.ndarray
+    norm_index: tuple
+
+    @property
+    def n_scales(self):
+        return len(self.filters)
+
+
+def build_plan(bk, dtype, levels, kernel_host, n_orient, kernel_sz, gauge_type):
+    """The :class:`ScalePlan` of ``levels`` (list of :class:`~foscat_core.scattering.pyramid.Level`).
+
+    ``kernel_host`` : ndarray, shape (1, 2K + 1, P), the :func:`~foscat_core.scattering.wavelets.conv_kernel`.
+    Every stencil and down plan is built here, not on first use inside a (possibly traced) call.
+    """
+    k = n_orient
+    filters = tuple(level_filter(lv, kernel_sz, gauge_type, bk, dtype) for lv in levels)
+    downs = tuple(lv.down_plan for lv in levels[:-1])
+    uniform = tuple(bk.asarray(np.full((1, lv.n_cells), 1.0 / lv.n_cells), dtype=dtype) for lv in levels)
+    j2_j3, j1_j2_j3 = scale_indices(len(levels))
+    return ScalePlan(
+        n_orient=k, full_kernel=bk.asarray(kernel_host[0], dtype=dtype),
+        wavelet_kernel=bk.asarray(kernel_host[0, :2 * k], dtype=dtype), filters=filters, downs=downs,
+        n_cells=tuple(lv.n_cells for lv in levels), uniform=uniform,
+        s4_index=tuple(bk.index_array(pair_index(jp)[0]) for jp in range(1, len(levels) + 1)),
+        j2_j3=j2_j3, j1_j2_j3=j1_j2_j3,
+        norm_index=tuple(bk.index_array(a) for a in (j2_j3[:, 0], j2_j3[:, 1], j1_j2_j3[:, 0], j1_j2_j3[:, 1])))
+
+
+def scattering_scales(bk, plan, z, n_fields, weights):
     """Run the scale loop.
 
     Parameters
     ----------
-    op : ScatteringCovariance
+    bk : Backend
+    plan : ScalePlan
     z : native array, shape (F*B, N_0)
         The maps, field-major: ``z[:B]`` is x and, when ``n_fields == 2``, ``z[B:]`` is y.
-    levels : list of Level
-    weights : list of native arrays, shape (M, N_j)
-    filters : list of SphericalStencil
+    n_fields : {1, 2}
+    weights : sequence of native arrays, shape (M, N_j)
+        Per-scale weights, every row summing to 1.
 
     Returns
     -------
-    dict of lists over scales of native arrays (see :meth:`ScatteringCovariance.eval`).
+    dict of lists over scales of native arrays (see :func:`assemble`).
     """
-    bk, xp = op._bk, op._bk.xp
-    k = op.NORIENT
-    n_scales = len(levels)
-    full_kernel, wavelet_kernel = op._kernels()
+    xp = bk.xp
+    k = plan.n_orient
+    n_scales = plan.n_scales
     fb = int(z.shape[0])
     b = fb // n_fields
     out = {"S1": [], "S2": [], "S2x": [], "S2y": [], "S3": [], "S3P": [], "S4": []}
     carried = None
-    for j, (level, w, flt) in enumerate(zip(levels, weights, filters)):
+    for j, (n, w, flt) in enumerate(zip(plan.n_cells, weights, plan.filters)):
         last = j == n_scales - 1
-        n = level.n_cells
+        kernel = plan.wavelet_kernel if last else plan.full_kernel
         wt = xp.permute_dims(w, (1, 0))
-        y1 = flt.filter(z, wavelet_kernel if last else full_kernel)  # (FB, C, N)
+        y1 = flt.filter(z, kernel)  # (FB, C, N)
         c_re, c_im = y1[:, :k], y1[:, k:2 * k]
         mod = safe_modulus(xp, c_re, c_im)  # (FB, K, N)
         pw = c_re * c_re + c_im * c_im
@@ -113,7 +179,7 @@ def scattering_scales(op, z, n_fields, levels, weights, filters):
         mod = xp.expand_dims(mod, axis=1)
         mods = mod if carried is None else xp.concat([carried, mod], axis=1)
         jp = j + 1
-        y2 = flt.filter(xp.reshape(mods, (fb * jp * k, n)), wavelet_kernel if last else full_kernel)
+        y2 = flt.filter(xp.reshape(mods, (fb * jp * k, n)), kernel)
         y2 = xp.reshape(y2, (fb, jp, k, int(y2.shape[1]), n))  # (FB, J', K2, C, N)
         # F[b, j2, k2, k3] -> (FB, K3, J'*K2, N)
         f_re = xp.reshape(xp.permute_dims(y2[:, :, :, :k], (0, 3, 1, 2, 4)), (fb, k, jp * k, n))
@@ -127,8 +193,8 @@ def scattering_scales(op, z, n_fields, levels, weights, filters):
             out["S3P"].append(_s3(xp, c_re[b:], c_im[b:], fx_re, fx_im, w))
         out["S4"].append(_s4(xp, fx_re, fx_im, fy_re, fy_im, w))
         if not last:
-            z, _ = down(y1[:, 2 * k], level.nside, level.cell_ids, mode="mean", backend=bk)
-            carried, _ = down(y2[:, :, :, 2 * k], level.nside, level.cell_ids, mode="mean", backend=bk)
+            z = plan.downs[j](y1[:, 2 * k], "mean", bk)
+            carried = plan.downs[j](y2[:, :, :, 2 * k], "mean", bk)
     return out
 
 
@@ -147,13 +213,16 @@ def scale_indices(n_scales):
     return np.array(s3, dtype=np.int64).reshape(-1, 2), np.array(s4, dtype=np.int64).reshape(-1, 3)
 
 
-def assemble(bk, out, n_orient, n_fields):
+def assemble(bk, out, plan, n_fields):
     """Stack the per-scale lists of :func:`scattering_scales` into coefficient arrays.
 
-    Complex coefficients come back as ``(re, im)`` tuples of arrays.
+    Returns a dict: ``S1`` (B, M, J, K); ``S2`` (B, M, J, K) (cross: an (re, im) pair); ``S2x``
+    and, for cross statistics, ``S2y``: the power of each field, (B, M, J, K); ``S3`` and ``S3P``
+    (cross only): (re, im) pairs of (B, M, n_s3, K2, K3); ``S4``: an (re, im) pair of
+    (B, M, n_s4, K1, K2, K3).
     """
     xp = bk.xp
-    k = n_orient
+    k = plan.n_orient
     res = {"S1": xp.stack(out["S1"], axis=2)}
     if n_fields == 1:
         res["S2"] = xp.stack(out["S2"], axis=2)
@@ -176,8 +245,7 @@ def assemble(bk, out, n_orient, n_fields):
     if n_fields == 2:
         res["S3P"] = s3_stack(out["S3P"])
     parts = ([], [])
-    for jp, pair in enumerate(out["S4"], start=1):
-        flat = bk.index_array(pair_index(jp)[0])
+    for jp, (pair, flat) in enumerate(zip(out["S4"], plan.s4_index), start=1):
         for i, a in enumerate(pair):  # (B, M, K3, J'*K1, J'*K2)
             b_, m_ = int(a.shape[0]), int(a.shape[1])
             a = xp.reshape(a, (b_, m_, k, jp, k, jp, k))
@@ -186,3 +254,61 @@ def assemble(bk, out, n_orient, n_fields):
             parts[i].append(bk.take(a, flat, axis=2))
     res["S4"] = tuple(xp.concat(p, axis=2) for p in parts)
     return res
+
+
+def first_order(xp, x, y, w):
+    """S0, (B, M, 2): weighted mean of x and variance (cross: covariance with y).
+
+    x, y : native (B, N) (y may be None); w : native (M, N), rows summing to 1.
+    """
+    wt = xp.permute_dims(w, (1, 0))
+    mx = xp.matmul(x, wt)  # (B, M)
+    dx = x[:, None, :] - mx[:, :, None]
+    if y is None:
+        var = xp.sum(dx * dx * w[None], axis=-1)
+    else:
+        my = xp.matmul(y, wt)
+        var = xp.sum(dx * (y[:, None, :] - my[:, :, None]) * w[None], axis=-1)
+    return xp.stack([mx, var], axis=-1)
+
+
+def scattering_coefficients(bk, plan, x, y, weights):
+    """Every coefficient of the maps ``x`` (and ``y``) before normalisation: a pure function of its
+    arguments (it reads ``plan`` and changes nothing), so it can run under ``jax.jit`` or
+    ``tf.function`` and be differentiated.
+
+    Parameters
+    ----------
+    bk : Backend
+    plan : ScalePlan
+    x : native array, shape (B, N_0)
+        Finite maps in NESTED cell order of the plan's domain.
+    y : native array, shape (B, N_0), or None
+        The second field of cross statistics.
+    weights : sequence of native arrays, shape (M, N_j)
+        Per-scale weights (``plan.uniform`` without mask).
+
+    Returns
+    -------
+    dict
+        ``S0`` (B, M, 2) and the entries of :func:`assemble`.
+    """
+    n_fields = 1 if y is None else 2
+    z = x if y is None else bk.xp.concat([x, y], axis=0)
+    raw = assemble(bk, scattering_scales(bk, plan, z, n_fields, weights), plan, n_fields)
+    raw["S0"] = first_order(bk.xp, x, y, weights[0])
+    return raw
+
+
+def normalise(bk, plan, s3, s3p, s4, s2x, s2y):
+    """S3, S3P, S4 (re, im) pairs divided by ``sqrt(S2 S2)`` of their scales and orientations (see
+    ``ScatteringCovariance.eval``'s ``norm``); ``s2x``, ``s2y`` (B or 1, M, J, K); ``s3p`` may be None."""
+    sq = bk.xp.sqrt
+    i2, i3, i1, i2_4 = plan.norm_index
+    n3 = sq(bk.take(s2y, i2, axis=2)[..., :, None] * bk.take(s2x, i3, axis=2)[..., None, :])
+    s3 = (s3[0] / n3, s3[1] / n3)
+    if s3p is not None:
+        n3p = sq(bk.take(s2x, i2, axis=2)[..., :, None] * bk.take(s2y, i3, axis=2)[..., None, :])
+        s3p = (s3p[0] / n3p, s3p[1] / n3p)
+    n4 = sq(bk.take(s2x, i1, axis=2)[..., :, None, None] * bk.take(s2y, i2_4, axis=2)[..., None, :, None])
+    return s3, s3p, (s4[0] / n4, s4[1] / n4)

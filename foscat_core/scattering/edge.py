@@ -7,12 +7,12 @@ over cells, so the order of the cell axis does not change them; the full-sky pat
 a regional map keeps its order and its ids become NESTED ids.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from foscat_core._arrays import as_backend_array
-from foscat_core._validation import check_nside
+from foscat_core._validation import check_nside, check_positive_int
 from foscat_core.ordering import nested_cell_ids
 from foscat_core.xarray_io import cells_last, grid_of, is_dataarray, resolve_grid
 
@@ -22,7 +22,7 @@ FILL_HINT = ("give those cells any finite value and weight 0 with mask= (e.g. ma
              "first (Synthesis.run(..., grd_mask=...) with a masked loss)")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Domain:
     """A resolved domain: what the core needs and what the statistics record.
 
@@ -40,6 +40,8 @@ class Domain:
     nest : bool
     user_ids : ndarray of int64, shape (N,), or None
         The ids as the user gave them (None = full sky in natural order).
+    native_gather : native int array, shape (N,), or None
+        ``gather`` on the operator's backend (see :func:`with_backend`).
     """
 
     nside: int
@@ -72,6 +74,86 @@ def build_domain(nside, user_ids, nest):
     return Domain(nside, nested, None, order, int(nested.size), hash_array(nested[order]), nest, user)
 
 
+def with_backend(domain, bk):
+    """``domain`` with its ``gather`` also on ``bk`` (built once, when the domain is first resolved,
+    so that no call, traced or not, builds or caches it)."""
+    if domain.gather is None:
+        return domain
+    return replace(domain, native_gather=bk.index_array(domain.gather))
+
+
+def gather(bk, v, domain):
+    """A native (B, N) map put in NESTED order when ``domain`` (from :func:`with_backend`) asks for it."""
+    return v if domain.native_gather is None else bk.take(v, domain.native_gather, axis=1)
+
+
+@dataclass(frozen=True)
+class EvalInputs:
+    """The checked inputs of one ``eval`` call.
+
+    Attributes
+    ----------
+    x : native array, shape (B, N)
+        Finite maps, in NESTED cell order of ``domain`` (gathered).
+    y : native array, shape (B, N), or None
+        The second field of cross statistics, like ``x``.
+    domain : Domain
+    n_scales : int
+    mask : ndarray of float64, shape (M, N), or None
+        Host weights in ``x``'s (gathered) cell order.
+    mask_hash : str or None
+        Hash of the mask in sorted NESTED cell order (order-free).
+    norm : {None, "self", "auto"}
+    """
+
+    x: object
+    y: object
+    domain: Domain
+    n_scales: int
+    mask: object
+    mask_hash: object
+    norm: object
+
+
+def check_norm(norm, norms):
+    if norm not in norms:
+        raise ValueError(f"norm must be one of None, 'self', 'auto', got {norm!r}")
+    return norm
+
+
+def check_n_scales(jmax, default, allowed):
+    """The number of scales: ``default`` for ``Jmax=None``, else ``Jmax`` checked against ``allowed``."""
+    if jmax is None:
+        return default
+    n_scales = check_positive_int(jmax, "Jmax")
+    if n_scales > allowed:
+        raise ValueError(f"Jmax={n_scales} exceeds the {allowed} scales this domain allows")
+    return n_scales
+
+
+def field_maps(bk, x, y, domain, dtype):
+    """``(x, y)`` as native (B, N) maps of ``dtype`` in NESTED cell order of ``domain`` (y may be
+    None; a y of another shape than x is a ``ValueError``)."""
+    n = int(x.shape[1])
+    x = gather(bk, x, domain)
+    if y is None:
+        return x, None
+    y = maps(bk, companion_values(y, "y", domain), "y", dtype)
+    if tuple(y.shape) != (int(x.shape[0]), n):
+        raise ValueError(f"y must have the shape of x {(int(x.shape[0]), n)}, got {tuple(y.shape)}")
+    return x, gather(bk, y, domain)
+
+
+def mask_weights(bk, mask, domain, n):
+    """``(host mask (M, N) in gathered cell order, its order-free hash)``, or ``(None, None)``."""
+    if mask is None:
+        return None, None
+    m = host_mask(bk, companion_values(mask, "mask", domain), n)
+    if domain.gather is not None:
+        m = m[:, domain.gather]
+    return m, hash_array(m if domain.canonical is None else m[:, domain.canonical])
+
+
 def dataarray_values(da, grid):
     """``(values (B, N) host array, grid)`` of a DataArray: the cell dim moved last, the other dims
     flattened (C order) into the batch."""
@@ -101,7 +183,8 @@ def companion_values(v, name, domain):
 
 
 def maps(bk, v, name, dtype):
-    """``v`` as a native ``(B, N)`` array of ``dtype`` (real, B >= 1), checked finite."""
+    """``v`` as a native ``(B, N)`` array of ``dtype`` (real, B >= 1), checked finite (see
+    :func:`check_finite`; use the returned array, which carries a traced check)."""
     v = as_backend_array(bk, v, name, dtype)
     if len(v.shape) == 1:
         v = bk.xp.reshape(v, (1, int(v.shape[0])))
@@ -109,23 +192,23 @@ def maps(bk, v, name, dtype):
         raise ValueError(f"{name} must have shape (N,) or (B, N), got shape {tuple(v.shape)}")
     if v.shape[0] == 0:  # statistics are averages per map: none of zero maps
         raise ValueError(f"{name} must hold at least one map, got shape {tuple(v.shape)}")
-    check_finite(bk, v, name)
-    return v
+    return check_finite(bk, v, name)
 
 
 def check_finite(bk, v, name):
-    """ValueError counting the NaN/inf cells of a native ``(B, N)`` map (one reduction when there are none).
+    """``v``, or a ValueError counting the NaN/inf cells of a native ``(B, N)`` map.
 
-    Inside a TensorFlow graph being traced the values cannot be read: the check is left to the
-    eager call that precedes any trace of the same loss.
+    While a graph is traced (``jax.jit``, ``tf.function``, ``torch.compile``) the values are not
+    known yet: the check becomes part of the graph (:meth:`Backend.assert_finite`) and fails when
+    it runs, with the framework's error carrying this message; the returned ``v`` carries it.
     """
+    if bk.is_traced(v):
+        return bk.assert_finite(v, f"{name} has missing (NaN or infinite) cells; scattering statistics need finite "
+                                   f"maps: {FILL_HINT}")
     try:
-        with np.errstate(invalid="ignore"):  # inf - inf is the NaN looked for
-            total = float(bk.to_numpy(bk.xp.sum(v - v)))  # 0 for finite maps, NaN as soon as one cell is not
-    except AttributeError:  # a symbolic tensor has no values yet
-        return
-    if total == total:
-        return
+        return bk.assert_finite(v, name)
+    except ValueError:
+        pass
     bad = ~np.isfinite(bk.to_numpy(v))
     rows = int(np.count_nonzero(bad.any(axis=1)))
     raise ValueError(f"{name} has {int(bad.sum())} missing (NaN or infinite) cells of {bad.size} (in {rows} of "

@@ -11,10 +11,10 @@ from foscat_core.stencil_geometry import GAUGE_TYPES
 
 from . import edge
 from .compat import BackendCompat
-from .compute import assemble, scale_indices, scattering_scales
+from .compute import build_plan, normalise, scattering_coefficients
 from .distance import reduce_distance
-from .pyramid import build_levels, count_scales, level_filter, mask_pyramid
-from .settings import OperatorSettings, hash_array
+from .pyramid import build_levels, count_scales, mask_pyramid
+from .settings import OperatorSettings
 from .statistics import ScatteringStatistics
 from .wavelets import check_lambda, conv_kernel
 
@@ -98,7 +98,6 @@ class ScatteringCovariance:
             raise ValueError(f"gauge_type must be one of {GAUGE_TYPES}, got {gauge_type!r}")
         self.gauge_type = gauge_type
         self._kernel_host = conv_kernel(self.KERNELSZ, self.NORIENT, self.LAMBDA)
-        self._kernel_native = None
         self._pyramids = {}
         self._domains = {}
         self._norm_ref = None
@@ -116,25 +115,27 @@ class ScatteringCovariance:
                 f"{'' if self.nside is None else f', nside={self.nside}'}"
                 f"{'' if self.cell_ids is None else f', cell_ids=<{self.cell_ids.size} cells>'})")
 
-    # --- caches ---------------------------------------------------------------------------
-    def _kernels(self):
-        """(full bank with the smoother, wavelets only) as native arrays of shape (C, P)."""
-        if self._kernel_native is None:
-            k = self.NORIENT
-            full = self._bk.asarray(self._kernel_host[0], dtype=self.all_type)
-            wave = self._bk.asarray(self._kernel_host[0, :2 * k], dtype=self.all_type)
-            self._kernel_native = (full, wave)
-        return self._kernel_native
-
+    # --- per-domain data, built once --------------------------------------------------------
     def _pyramid(self, nside, cell_ids):
-        """The cached entry of a domain: ``{"allowed": int, "levels": list of Level}``."""
+        """The cached entry of a domain: ``{"allowed": int, "levels": list of Level, "plans": {J: ScalePlan}}``."""
         key = (nside, None if cell_ids is None else np.asarray(cell_ids, dtype=np.int64).tobytes())
         entry = self._pyramids.get(key)
         if entry is None:
             allowed = count_scales(nside, cell_ids)
-            entry = {"allowed": allowed, "levels": build_levels(nside, cell_ids, allowed)}
+            entry = {"allowed": allowed, "levels": build_levels(nside, cell_ids, allowed), "plans": {}}
             self._pyramids[key] = entry
         return entry
+
+    def _plan(self, domain, n_scales):
+        """The :class:`~foscat_core.scattering.compute.ScalePlan` of ``n_scales`` scales of ``domain``,
+        built on its first use and never changed (a traced call only reads it)."""
+        entry = self._pyramid(domain.nside, domain.cell_ids)
+        plan = entry["plans"].get(n_scales)
+        if plan is None:
+            plan = entry["plans"][n_scales] = build_plan(self._bk, self.all_type, entry["levels"][:n_scales],
+                                                         self._kernel_host, self.NORIENT, self.KERNELSZ,
+                                                         self.gauge_type)
+        return plan
 
     def clean_norm(self):
         """Forget the reference stored by ``norm="auto"``."""
@@ -153,7 +154,7 @@ class ScatteringCovariance:
         key = (nside, nest, None if user_ids is None else np.asarray(user_ids).tobytes())
         dom = self._domains.get(key)
         if dom is None:
-            dom = self._domains[key] = edge.build_domain(nside, user_ids, nest)
+            dom = self._domains[key] = edge.with_backend(edge.build_domain(nside, user_ids, nest), self._bk)
         return dom
 
     def _resolve(self, n, nside, cell_ids, nest, from_grid):
@@ -180,14 +181,6 @@ class ScatteringCovariance:
         if dom.n_cells != n:
             raise ValueError(f"x must have {dom.n_cells} cells on its last axis (the operator's domain), got {n}")
         return dom
-
-    def _gather(self, v, dom):
-        """A native (B, N) map put in NESTED order when its domain asks for it."""
-        if dom.gather is None:
-            return v
-        if dom.native_gather is None or dom.native_gather[0] is not self._bk:
-            dom.native_gather = (self._bk, self._bk.index_array(dom.gather))
-        return self._bk.take(v, dom.native_gather[1], axis=1)
 
     # --- the operator ---------------------------------------------------------------------
     def eval(self, x, y=None, mask=None, norm=None, cell_ids=None, nside=None, Jmax=None, nest=None):
@@ -236,78 +229,57 @@ class ScatteringCovariance:
             See its docstring for every coefficient's shape; ``M = 1`` without mask. Its
             ``settings`` record this call (domain, ordering, scales, norm, mask).
         """
-        bk, xp = self._bk, self._bk.xp
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of None, 'self', 'auto', got {norm!r}")
+        call = self._inputs(x, y, mask, norm, cell_ids, nside, Jmax, nest)
+        plan = self._plan(call.domain, call.n_scales)
+        if call.mask is None:
+            weights = plan.uniform
+        else:
+            levels = self._pyramid(call.domain.nside, call.domain.cell_ids)["levels"][:call.n_scales]
+            weights = [self._bk.asarray(w, dtype=self.all_type) for w in mask_pyramid(call.mask, levels)]
+        raw = scattering_coefficients(self._bk, plan, call.x, call.y, weights)
+        return self._package(raw, plan, call)
+
+    def _inputs(self, x, y, mask, norm, cell_ids, nside, Jmax, nest):
+        """The checked :class:`~foscat_core.scattering.edge.EvalInputs` of an ``eval`` call."""
+        edge.check_norm(norm, NORMS)
         x, nside, cell_ids, nest, grid = edge.read_grid(x, nside, cell_ids, nest)
-        x = edge.maps(bk, x, "x", self.all_type)
+        x = edge.maps(self._bk, x, "x", self.all_type)
         n = int(x.shape[1])
         dom = self._resolve(n, nside, cell_ids, nest, grid is not None)
-        nside, cell_ids = dom.nside, dom.cell_ids
-        x = self._gather(x, dom)
-        if y is not None:
-            y = edge.maps(bk, edge.companion_values(y, "y", dom), "y", self.all_type)
-            if tuple(y.shape) != (int(x.shape[0]), n):
-                raise ValueError(f"y must have the shape of x {(int(x.shape[0]), n)}, got {tuple(y.shape)}")
-            y = self._gather(y, dom)
-        default_j, allowed = self.max_scales(nside, cell_ids)
-        if Jmax is None:
-            n_scales = default_j
-        else:
-            n_scales = check_positive_int(Jmax, "Jmax")
-            if n_scales > allowed:
-                raise ValueError(f"Jmax={n_scales} exceeds the {allowed} scales this domain allows")
-        levels = self._pyramid(nside, cell_ids)["levels"][:n_scales]
-        filters = [level_filter(lv, self.KERNELSZ, self.gauge_type, bk, self.all_type) for lv in levels]
-        if mask is None:
-            weights = []
-            for lv in levels:
-                if lv.uniform_weight is None or lv.uniform_weight[0] != bk.name:
-                    w = bk.asarray(np.full((1, lv.n_cells), 1.0 / lv.n_cells), dtype=self.all_type)
-                    lv.uniform_weight = (bk.name, w)
-                weights.append(lv.uniform_weight[1])
-            mask_rows, mask_hash = 0, None
-        else:
-            m = edge.host_mask(bk, edge.companion_values(mask, "mask", dom), n)
-            if dom.gather is not None:
-                m = m[:, dom.gather]
-            mask_rows, mask_hash = m.shape[0], hash_array(m if dom.canonical is None else m[:, dom.canonical])
-            weights = [bk.asarray(w, dtype=self.all_type) for w in mask_pyramid(m, levels)]
+        x, y = edge.field_maps(self._bk, x, y, dom, self.all_type)
+        default_j, allowed = self.max_scales(dom.nside, dom.cell_ids)
+        n_scales = edge.check_n_scales(Jmax, default_j, allowed)
+        m, mask_hash = edge.mask_weights(self._bk, mask, dom, n)
+        return edge.EvalInputs(x, y, dom, n_scales, m, mask_hash, norm)
 
-        n_fields = 1 if y is None else 2
-        z = x if y is None else xp.concat([x, y], axis=0)
-        raw = assemble(bk, scattering_scales(self, z, n_fields, levels, weights, filters), self.NORIENT, n_fields)
-        coeffs = {"S0": self._s0(x, y, weights[0]), "S1": raw["S1"], "S2": _pair(xp, raw["S2"])}
-        complex_names = {"S3", "S3P", "S4"} | ({"S2"} if y is not None else set())
+    def _package(self, raw, plan, call):
+        """The :class:`ScatteringStatistics` of :func:`~foscat_core.scattering.compute.scattering_coefficients`'
+        output, normalised as ``call.norm`` asks."""
+        xp, norm, cross = self._bk.xp, call.norm, call.y is not None
         s3, s3p, s4 = raw["S3"], raw.get("S3P"), raw["S4"]
-        j2_j3, j1_j2_j3 = scale_indices(n_scales)
         if norm is not None:
             s2x = raw["S2x"]
             s2y = raw.get("S2y", s2x)
             if norm == "auto":
                 s2x, s2y = self._auto_reference(s2x, s2y)
-            sq = xp.sqrt
-            i2, i3 = bk.index_array(j2_j3[:, 0]), bk.index_array(j2_j3[:, 1])
-            n3 = sq(bk.take(s2y, i2, axis=2)[..., :, None] * bk.take(s2x, i3, axis=2)[..., None, :])
-            s3 = (s3[0] / n3, s3[1] / n3)
-            if s3p is not None:
-                n3p = sq(bk.take(s2x, i2, axis=2)[..., :, None] * bk.take(s2y, i3, axis=2)[..., None, :])
-                s3p = (s3p[0] / n3p, s3p[1] / n3p)
-            i1, i2 = bk.index_array(j1_j2_j3[:, 0]), bk.index_array(j1_j2_j3[:, 1])
-            n4 = sq(bk.take(s2x, i1, axis=2)[..., :, None, None] * bk.take(s2y, i2, axis=2)[..., None, :, None])
-            s4 = (s4[0] / n4, s4[1] / n4)
-        coeffs["S3"] = _pair(xp, s3)
+            s3, s3p, s4 = normalise(self._bk, plan, s3, s3p, s4, s2x, s2y)
+        coeffs = {"S0": raw["S0"], "S1": raw["S1"], "S2": _pair(xp, raw["S2"]), "S3": _pair(xp, s3), "S4": _pair(xp, s4)}
         if s3p is not None:
             coeffs["S3P"] = _pair(xp, s3p)
-        coeffs["S4"] = _pair(xp, s4)
-        settings = OperatorSettings(nside, dom.n_cells, dom.cells_hash, dom.nest, self.KERNELSZ, self.NORIENT,
-                                    self.LAMBDA, self.gauge_type, n_scales, norm, y is not None, mask_rows, mask_hash)
-        return ScatteringStatistics(coeffs, complex_names, self.backend, j2_j3, j1_j2_j3, cross=y is not None,
+        complex_names = {"S3", "S3P", "S4"} | ({"S2"} if cross else set())
+        dom = call.domain
+        settings = OperatorSettings(dom.nside, dom.n_cells, dom.cells_hash, dom.nest, self.KERNELSZ, self.NORIENT,
+                                    self.LAMBDA, self.gauge_type, call.n_scales, norm, cross,
+                                    0 if call.mask is None else int(call.mask.shape[0]), call.mask_hash)
+        return ScatteringStatistics(coeffs, complex_names, self.backend, plan.j2_j3, plan.j1_j2_j3, cross=cross,
                                     norm=norm, settings=settings)
 
     def _auto_reference(self, s2x, s2y):
         bk = self._bk
         if self._norm_ref is None:
+            if bk.is_traced(s2x):
+                raise ValueError("norm='auto' stores the S2 of its first call as the reference, which needs values: "
+                                 "make that first call eagerly (outside jax.jit / tf.function), then trace")
             self._norm_ref = tuple(bk.to_numpy(s) for s in (s2x, s2y))
         ref_x, ref_y = self._norm_ref
         for ref, cur in ((ref_x, s2x), (ref_y, s2y)):
@@ -316,19 +288,6 @@ class ScatteringCovariance:
                 raise ValueError(f"norm='auto': the stored reference S2 has shape {rs}, incompatible with this "
                                  f"call's {cs} (other scales, mask or batch); call clean_norm() to reset it")
         return bk.asarray(ref_x, dtype=self.all_type), bk.asarray(ref_y, dtype=self.all_type)
-
-    def _s0(self, x, y, w):
-        """(B, M, 2): weighted mean of x and variance (cross: covariance with y)."""
-        xp = self._bk.xp
-        wt = xp.permute_dims(w, (1, 0))
-        mx = xp.matmul(x, wt)  # (B, M)
-        dx = x[:, None, :] - mx[:, :, None]
-        if y is None:
-            var = xp.sum(dx * dx * w[None], axis=-1)
-        else:
-            my = xp.matmul(y, wt)
-            var = xp.sum(dx * (y[:, None, :] - my[:, :, None]) * w[None], axis=-1)
-        return xp.stack([mx, var], axis=-1)
 
     # --- reference-style helpers --------------------------------------------------------------
     def reduce_mean_batch(self, stats):
