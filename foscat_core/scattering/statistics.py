@@ -166,6 +166,7 @@ class ScatteringStatistics:
         """A copy on ``backend`` (through host memory: any autograd graph is cut), in ``dtype``
         (``"float32"``/``"float64"``; default: the dtype it has)."""
         bk = backend if isinstance(backend, BackendCompat) else BackendCompat(resolve_backend(backend))
+        dtype = self.dtype if dtype is None else dtype  # by name: never silently narrowed (JAX without x64)
         coeffs = {n: bk.raw.asarray(self.backend.to_numpy(a), dtype=dtype) for n, a in self._c.items()}
         return ScatteringStatistics(coeffs, self._complex, bk, self.j2_j3, self.j1_j2_j3, self.cross, self.norm,
                                     self._settings)

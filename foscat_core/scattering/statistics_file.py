@@ -10,6 +10,7 @@ from foscat_core._files import atomic_write, read_npz
 from foscat_core.backends import resolve_backend
 
 from .compat import BackendCompat
+from .settings import OperatorSettings
 
 ORDER = ("S0", "S1", "S2", "S3", "S3P", "S4")
 FORMAT = "foscat_core.scattering/2"
@@ -33,12 +34,18 @@ def read_statistics(cls, path, backend):
     """What :meth:`ScatteringStatistics.load` reads (``cls``: the class to build)."""
     data = read_npz(path, "scattering statistics file")
     try:
-        return _from_npz(cls, data, path, backend)
+        host, fields, backend = _from_npz(data, path, backend)
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as err:
         raise ValueError(f"path: {path!r} is not a valid scattering statistics file ({err})") from err
+    bk = BackendCompat(resolve_backend(backend))
+    # The saved dtype, asked for by name: a float64 file on a backend that cannot hold float64 as
+    # configured (JAX without x64) is that backend's ValueError, not a silent float32 copy.
+    coeffs = {n: bk.asarray(a, dtype=a.dtype.name) for n, a in host.items()}
+    return cls(coeffs, backend=bk, **fields)
 
 
-def _from_npz(cls, data, path, backend):
+def _from_npz(data, path, backend):
+    """``(host coefficients, the other constructor arguments, backend)`` of a statistics file."""
     fmt = str(data["format"]) if "format" in data else None
     if fmt != FORMAT and fmt not in OLD_FORMATS:
         raise ValueError(f"path: {path!r} is not a scattering statistics file written by save()")
@@ -46,9 +53,9 @@ def _from_npz(cls, data, path, backend):
     if fmt == FORMAT:
         if backend is None:
             backend = str(data["backend"])
-        settings = json.loads(str(data["settings"]))
-    bk = BackendCompat(resolve_backend(backend))
-    coeffs = {n: bk.asarray(data[f"coef_{n}"]) for n in ORDER if f"coef_{n}" in data}
-    norm = str(data["norm"]) or None
-    return cls(coeffs, [str(n) for n in data["complex"]], bk, data["j2_j3"], data["j1_j2_j3"],
-               bool(data["cross"]), norm, settings)
+        saved = json.loads(str(data["settings"]))
+        settings = None if saved is None else OperatorSettings.from_dict(saved)
+    host = {n: np.asarray(data[f"coef_{n}"]) for n in ORDER if f"coef_{n}" in data}
+    fields = dict(complex_names=[str(n) for n in data["complex"]], j2_j3=data["j2_j3"], j1_j2_j3=data["j1_j2_j3"],
+                  cross=bool(data["cross"]), norm=str(data["norm"]) or None, settings=settings)
+    return host, fields, backend
