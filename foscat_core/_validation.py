@@ -8,6 +8,8 @@ import numbers
 
 import numpy as np
 
+from foscat_core.backends.dtypes import check_dtype_name  # noqa: F401 - the one dtype parser, re-exported
+
 MAX_NSIDE = 2**29
 
 
@@ -62,12 +64,3 @@ def check_cell_ids(cell_ids, nside, name="cell_ids"):
     if dup.size:
         raise ValueError(f"{name} must be unique, got {dup.size} repeated id(s), e.g. {int(dup[0])}")
     return arr
-
-
-def check_dtype_name(dtype, name="dtype"):
-    """Return ``"float32"`` or ``"float64"`` from a name or a NumPy/framework dtype."""
-    text = str(getattr(dtype, "name", dtype)).replace("torch.", "").replace("tf.", "")
-    text = text.replace("<dtype: '", "").replace("'>", "")
-    if text not in ("float32", "float64"):
-        raise ValueError(f"{name} must be 'float32' or 'float64', got {dtype!r}")
-    return text

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._arrays import to_host
 from ._validation import check_cell_ids
 from .ordering import check_nest, nested_cell_ids
 
@@ -279,7 +280,7 @@ def like(template, values, cell_dim, cell_ids=None, nside=None, nest=None, dims=
     """
     import xarray as xr
 
-    values = _to_numpy(values)
+    values = to_host(values)
     dims = tuple(dims) if dims is not None else tuple(d for d in template.dims if d != cell_dim) + (cell_dim,)
     if len(dims) != values.ndim:
         raise ValueError(f"values of shape {values.shape} do not match dims {dims}")
@@ -302,11 +303,3 @@ def like(template, values, cell_dim, cell_ids=None, nside=None, nest=None, dims=
             out = out.dggs.decode()  # the template was decoded by xdggs: decode the answer too
     shared = [d for d in template.dims if d in dims]
     return out.transpose(*[d for d in dims if d not in template.dims], *shared)
-
-
-def _to_numpy(values):
-    if hasattr(values, "detach"):
-        values = values.detach().cpu()
-    if hasattr(values, "numpy") and not isinstance(values, np.ndarray):
-        values = values.numpy()
-    return np.asarray(values)

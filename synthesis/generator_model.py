@@ -14,23 +14,12 @@ import numbers
 import numpy as np
 
 from foscat_core._validation import check_nside, check_positive_int
+from foscat_core.nn._common import check_chanlist
 from foscat_core.nn.layers import NORMS, Norm, PointwiseConv, SphericalConv
 from foscat_core.nn.module import NativeModule
 from foscat_core.pyramid_ops import UpPlan
 
 FINE_LEVELS = ("subpixel", "conv")
-
-
-def check_chanlist(chanlist, n_levels_hint=None):
-    """``chanlist`` as a list of positive ints (finest level first), or ``ValueError`` naming it."""
-    if isinstance(chanlist, (str, bytes)) or not hasattr(chanlist, "__len__") or len(chanlist) == 0:
-        raise ValueError(f"chanlist must be a non-empty list of channel counts (finest level first), got {chanlist!r}")
-    out = []
-    for c in chanlist:
-        if isinstance(c, (bool, np.bool_)) or not isinstance(c, numbers.Integral) or c < 1:
-            raise ValueError(f"chanlist must hold positive integers, got {list(chanlist)!r}")
-        out.append(int(c))
-    return out
 
 
 def default_chanlist(n_levels, finest=8, coarsest=64):

@@ -3,8 +3,8 @@
 import os
 import sys
 
-import numpy as np
 
+from foscat_core._arrays import to_host as host_array
 from foscat_core._files import atomic_write
 
 try:
@@ -39,13 +39,9 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend choice)
 
 
 def to_host(x, name):
-    """A NumPy copy of a NumPy array, torch tensor or TensorFlow tensor (by duck typing)."""
-    if hasattr(x, "detach") and hasattr(x, "cpu"):
-        x = x.detach().cpu().numpy()
-    elif hasattr(x, "numpy") and not isinstance(x, np.ndarray):
-        x = x.numpy()
+    """A NumPy array of a NumPy array or a framework tensor (see ``foscat_core._arrays.to_host``)."""
     try:
-        arr = np.asarray(x)
+        arr = host_array(x)
     except Exception as exc:  # noqa: BLE001 - report what came
         raise TypeError(f"{name} must be an array or tensor, got {type(x).__name__}") from exc
     if arr.dtype == object:
