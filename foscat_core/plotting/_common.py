@@ -3,7 +3,6 @@
 import os
 import sys
 
-
 from foscat_core._arrays import to_host as host_array
 from foscat_core._files import atomic_write
 
