@@ -96,8 +96,10 @@ class NativeModule:
 
     def __init__(self, *, backend=None, device=None):
         super().__init__()  # the framework's module base (torch.nn.Module / tf.Module / plain)
-        if backend is None:  # type(net)(...): the framework of the class it was built as
-            backend = type(self).__dict__.get("_fc_backend_name")
+        if backend is None:  # type(net)(...): the framework of the class it was built as, on the
+            # default device when that framework is the default (set_backend("torch", device=...)).
+            name, default = type(self).__dict__.get("_fc_backend_name"), resolve_backend()
+            backend = default if device is None and default.name == name else name
         self.backend = module_backend(backend, device)
         self.fw = self.backend.nn
         # (kind, name) in registration order, identical on every backend; set past the

@@ -140,3 +140,28 @@ def test_tensorflow_set_backend_checks_the_device(default_backend_restored):
 def test_numpy_refuses_other_devices():
     with pytest.raises(ValueError, match="device must be None or 'cpu' for the numpy backend"):
         get_backend("numpy", device="cuda")
+
+
+@needs_torch
+@pytest.mark.parametrize("kind", ["cnn", "unet"])
+def test_networks_follow_the_device_given_to_set_backend(kind, default_backend_restored):
+    import torch
+
+    from foscat_core.nn import CNN, HealpixUNet
+
+    set_backend("torch", device="meta")  # exists everywhere: shapes only
+    net = CNN(4, 1, [4]) if kind == "cnn" else HealpixUNet(4, 1, [4, 8])
+    assert str(net.backend.device) == "meta"
+    assert {p.device.type for p in net.parameters()} == {"meta"}
+    assert net(torch.zeros(2, 1, 192, device="meta")).device.type == "meta"
+    set_backend("torch", device="cpu")
+    assert next(iter(type(net)(4, 1, [4] if kind == "cnn" else [4, 8]).parameters())).device.type == "cpu"
+
+
+@needs_tf
+def test_the_default_device_does_not_leak_into_another_framework(default_backend_restored):
+    from foscat_core.nn import CNN
+
+    set_backend("torch", device="meta") if HAS_TORCH else None
+    net = CNN(4, 1, [4], backend="tensorflow")
+    assert net.backend.name == "tensorflow" and "CPU" in str(net.backend.device).upper()
