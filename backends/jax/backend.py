@@ -111,11 +111,12 @@ class JaxBackend(Backend):
         the check runs as a host callback when the compiled function runs; its ``ValueError``
         reaches the caller wrapped in JAX's runtime error, with the same message."""
         jnp = self.jax.numpy
-        finite = jnp.all(jnp.isfinite(x))
         if not self.is_traced(x):
-            if not bool(finite):
-                raise ValueError(message)
+            with self.jax.ensure_compile_time_eval():  # a concrete x met inside a trace is checked now
+                if not bool(jnp.all(jnp.isfinite(x))):
+                    raise ValueError(message)
             return x
+        finite = jnp.all(jnp.isfinite(x))
 
         def check(ok):
             if not bool(ok):
