@@ -184,6 +184,21 @@ def test_missing_values_are_refused_pointing_to_mask(backend):
     assert np.isfinite(to_numpy(st.flatten())).all()
 
 
+def test_missing_values_fail_inside_a_tf_function():
+    """Traced by tf.function the values are unknown: the finite check becomes a graph assertion
+    carrying the message (it used to be skipped)."""
+    tf = pytest.importorskip("tensorflow")
+    op = get_op("tensorflow")
+    x = np.random.default_rng(9).normal(size=(2, NPIX))
+    ref = op.eval(x).mean_batch()
+    loss = tf.function(lambda v: op.reduce_distance(op.eval(v), ref), autograph=False)
+    assert float(loss(tf.constant(x))) == pytest.approx(float(op.reduce_distance(op.eval(x), ref)), rel=1e-12)
+    bad = x.copy()
+    bad[1, 4] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"x has missing \(NaN or infinite\) cells.*mask="):
+        loss(tf.constant(bad))
+
+
 def test_missing_values_in_a_dataarray():
     m = np.random.default_rng(8).normal(size=(1, NPIX))
     m[0, :10] = np.nan
