@@ -4,7 +4,8 @@
 
 A :class:`Loss` wraps a user function ``function(x, scat_op, args)`` that returns a backend
 scalar; :class:`Synthesis` sums the losses and minimises them with scipy's L-BFGS-B on a float64
-host vector, the gradient coming from the backend's autograd (torch or TensorFlow).
+host vector, the gradient coming from the backend's autograd (torch, TensorFlow or JAX; compiled
+with ``tf.function`` / ``jax.jit`` where the losses allow it).
 """
 
 from .loss import BackendOnly, Loss

@@ -9,7 +9,7 @@ from foscat_core.xarray_io import cells_last, grid_of, is_dataarray, like
 
 
 def host_array(x, name, allow_bool=False):
-    """``x`` (NumPy data, list, torch or TensorFlow tensor) as a NumPy array, checked real and finite
+    """``x`` (NumPy data, list, or a tensor of any backend) as a NumPy array, checked real and finite
     (booleans only with ``allow_bool``)."""
     owner = backend_of(x)
     if owner is not None:

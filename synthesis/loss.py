@@ -147,7 +147,7 @@ class Loss:
             raise TypeError(
                 "scat_op must be a foscat_core backend or an object with a .backend attribute naming one "
                 f"(a scattering operator, a network...), got {type(scat_op).__name__}; use scat_op=None "
-                "with backend='torch' or backend='tensorflow' for a loss that needs no operator"
+                "with backend='torch', 'tensorflow' or 'jax' for a loss that needs no operator"
             )
         if backend is not None:
             wanted = _plain(resolve_backend(backend))

@@ -22,7 +22,7 @@ class Synthesis:
     ----------
     loss_list : Loss or list of Loss
         The terms of the objective; they must share one backend, and that backend must have
-        automatic differentiation (``"torch"`` or ``"tensorflow"``; the NumPy backend has none).
+        automatic differentiation (``"torch"``, ``"tensorflow"`` or ``"jax"``; the NumPy backend has none).
         Terms may use different dtypes: each gets ``x`` in its own dtype.
     verbose : bool
         Show a tqdm progress bar and a loss line every ``EVAL_FREQUENCY`` iterations

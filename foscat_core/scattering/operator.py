@@ -228,6 +228,14 @@ class ScatteringCovariance:
         ScatteringStatistics
             See its docstring for every coefficient's shape; ``M = 1`` without mask. Its
             ``settings`` record this call (domain, ordering, scales, norm, mask).
+
+        Notes
+        -----
+        ``eval`` may be traced (``jax.jit``, ``tf.function``, ``torch.compile``): the per-scale data
+        of a domain is built once and only read, and the finite check of ``x`` and ``y`` becomes
+        part of the graph, failing when it runs with the framework's error carrying the message.
+        ``mask`` must then be host data (or a tensor holding values), and the first ``"auto"``
+        call, which stores its reference, must be eager.
         """
         call = self._inputs(x, y, mask, norm, cell_ids, nside, Jmax, nest)
         plan = self._plan(call.domain, call.n_scales)
