@@ -9,6 +9,8 @@ training flag is a Python value read at trace time: a compiled forward is traced
 """
 
 import contextlib
+import functools
+import operator
 
 import numpy as np
 
@@ -55,20 +57,19 @@ class Framework(AdapterBase):
 
     def value(self, variable):
         """The array an ``nnx.Variable`` holds (for operations that only take arrays)."""
-        return variable.value
+        return variable[...]
 
     def assign(self, variable, value):
         """Set a variable's value from host data or a JAX array of its shape (cast to its dtype).
 
         Inside ``nnx.jit`` (the training step) this updates the traced copy, which nnx writes
         back; a traced value assigned to a variable outside such a transform is nnx's error."""
-        dtype = np.dtype(variable.value.dtype)
+        current = variable[...]
         if not self.backend.is_native(value):
-            value = self.backend.asarray(np.asarray(value), dtype=dtype.name)
-        if tuple(value.shape) != tuple(variable.value.shape):
-            raise ValueError(f"value has shape {tuple(value.shape)} but the variable has shape "
-                             f"{tuple(variable.value.shape)}")
-        variable.value = value.astype(dtype)
+            value = self.backend.asarray(np.asarray(value), dtype=np.dtype(current.dtype).name)
+        if tuple(value.shape) != tuple(current.shape):
+            raise ValueError(f"value has shape {tuple(value.shape)} but the variable has shape {tuple(current.shape)}")
+        variable[...] = value.astype(current.dtype)
 
     def relu(self, x):
         return self.jax.nn.relu(x)
@@ -99,7 +100,7 @@ class Framework(AdapterBase):
 
     def optimizer(self, model, kind, lr, weight_decay, momentum):
         """The optax twin of torch's optimiser ``kind`` ("adam", "adamw" or "sgd")."""
-        return JaxOptimizer(self.jax, self.optax, [p.value for p in model.parameters()], kind, lr, weight_decay,
+        return JaxOptimizer(self.jax, self.optax, [p[...] for p in model.parameters()], kind, lr, weight_decay,
                             momentum, self.backend.device)
 
     def trainer(self, model, objective, optimizer):
@@ -119,12 +120,11 @@ class Framework(AdapterBase):
                 return loss
 
             loss, grads = nnx.value_and_grad(loss_of)(net)
-            flat = dict(grads.flat_state())
-            grads = [flat[path].value for path in paths]
+            grads = [functools.reduce(operator.getitem, path, grads)[...] for path in paths]
             params = net.parameters()
-            updates, opt_state = optimizer.update(grads, opt_state, [p.value for p in params])
+            updates, opt_state = optimizer.update(grads, opt_state, [p[...] for p in params])
             for p, u in zip(params, updates):
-                p.value = p.value + u
+                p[...] = p[...] + u
             return loss, opt_state
 
         def step(x, y, w):
