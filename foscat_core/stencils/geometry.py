@@ -3,7 +3,8 @@
 For every cell ``c`` of a domain, K*K points are laid on the plane tangent to the sphere at ``c``,
 spaced by the mean pixel size ``sqrt(4*pi / Npix)``, in the local frame of the chosen gauge, and
 projected back onto the sphere (gnomonic projection). Each point is interpolated bilinearly from
-4 HEALPix cells (healpy's ring interpolation). Geometry is float64, ids int64.
+4 HEALPix cells (healpy's ring interpolation, vectorised in :mod:`.ring_interp`). Geometry is
+float64, ids int64.
 
 Layout of the P = K*K points: ``p = i*K + j`` where row ``i`` runs from the frame's +second axis
 (north for the ``phi`` gauge) to its -second axis and column ``j`` from its -first axis (west) to its
@@ -26,9 +27,11 @@ import healpy as hp
 import numpy as np
 
 from .._validation import check_kernel_size
+from .ring_interp import RingGeometry, nest2ring
 
 GAUGE_TYPES = ("phi", "cosmo")
-_CHUNK_CELLS = 8192
+_CHUNK_POINTS = 8192  # stencil points per chunk: its ~30 float64 temporaries stay in L2
+_DENSE_SPAN = 64  # dense RING-id lookup while its span is at most this many times the domain
 
 # In-domain interpolation weight below which a stencil point counts as outside the domain.
 _NO_NEIGHBOUR = 1e-12
@@ -91,14 +94,15 @@ def compute_stencil(domain, kernel_sz, gauge_type="phi", n_gauges=1):
     n_cells, n_points = domain.n_cells, kernel_sz * kernel_sz
     index = np.empty((n_gauges, n_cells, n_points, 4), dtype=np.int64)
     weight = np.empty((n_gauges, n_cells, n_points, 4), dtype=np.float64)
-    domain.locate(domain.cell_ids[:1])  # build the sorted lookup once, before the threads share it
-    chunks = [slice(s, min(s + _CHUNK_CELLS, n_cells)) for s in range(0, n_cells, _CHUNK_CELLS)]
+    rings, positions = RingGeometry(domain.nside), _RingPositions(domain)
+    step = max(1, _CHUNK_POINTS // max(n_points - 1, 1))
+    chunks = [slice(s, min(s + step, n_cells)) for s in range(0, n_cells, step)]
 
     def fill(cells):
-        index[:, cells], weight[:, cells] = _stencil_chunk(domain, cells, kernel_sz, gauge_type, n_gauges)
+        _stencil_chunk(domain, rings, positions, cells, kernel_sz, gauge_type, index, weight)
 
-    # Chunks keep the temporaries in cache (several times faster than one pass over all
-    # cells) and let NumPy and healpy, which release the GIL, use every core.
+    # Small chunks keep every temporary in L2 and reuse the allocator's memory instead of fresh
+    # pages (several times faster than large ones); NumPy releases the GIL, so threads use every core.
     if len(chunks) == 1:
         fill(chunks[0])
     else:
@@ -107,71 +111,99 @@ def compute_stencil(domain, kernel_sz, gauge_type="phi", n_gauges=1):
     return index, weight
 
 
-def _stencil_chunk(domain, cells, kernel_sz, gauge_type, n_gauges):
-    """compute_stencil restricted to the cells ``domain.cell_ids[cells]``, positions global."""
-    nside = domain.nside
+class _RingPositions:
+    """Positions in ``domain.cell_ids`` of RING ids, found without going back to NESTED ids.
+
+    A dense table over the span of the domain's RING ids (-1: not in the domain) when that span
+    is at most ``_DENSE_SPAN`` times the domain (a full sky, a disc), else a sorted search.
+    """
+
+    def __init__(self, domain):
+        ring = nest2ring(domain.nside, domain.cell_ids)
+        self.full_sky = domain.is_full_sky
+        self.low = int(ring.min())
+        span = int(ring.max()) + 1 - self.low
+        self.table = self.order = None
+        if span <= _DENSE_SPAN * ring.size:
+            self.table = np.full(span, -1, dtype=np.int64)
+            self.table[ring - self.low] = np.arange(ring.size, dtype=np.int64)
+        else:
+            self.order = np.argsort(ring, kind="stable")
+            self.sorted = ring[self.order]
+
+    def __call__(self, ring_ids):
+        """Positions (0 where absent) and the mask of ids in the domain."""
+        if self.full_sky:
+            return self.table[ring_ids], None
+        if self.table is not None:
+            slot = ring_ids - self.low
+            inside = (slot >= 0) & (slot < self.table.size)
+            pos = self.table[np.where(inside, slot, 0)]
+            present = inside & (pos >= 0)
+        else:
+            slot = np.minimum(np.searchsorted(self.sorted, ring_ids), self.sorted.size - 1)
+            present = self.sorted[slot] == ring_ids
+            pos = self.order[slot]
+        return np.where(present, pos, 0), present
+
+
+def _stencil_chunk(domain, rings, positions, cells, kernel_sz, gauge_type, index, weight):
+    """Fill ``index[:, cells]`` and ``weight[:, cells]``: the cells ``domain.cell_ids[cells]``."""
     ids = domain.cell_ids[cells]
-    n_cells, n_points = ids.size, kernel_sz * kernel_sz
+    n_points = kernel_sz * kernel_sz
     centre = n_points // 2
-    centre_pos = np.arange(cells.start, cells.start + n_cells, dtype=np.int64)
-    theta, phi = hp.pix2ang(nside, ids, nest=True)
-    cos_t, sin_t, cos_p, sin_p = np.cos(theta), np.sin(theta), np.cos(phi), np.sin(phi)
-    normal = np.stack([sin_t * cos_p, sin_t * sin_p, cos_t], axis=-1)
-    east = np.stack([-sin_p, cos_p, np.zeros_like(phi)], axis=-1)
-    north = np.stack([-cos_t * cos_p, -cos_t * sin_p, sin_t], axis=-1)
-    u, v = tap_offsets(kernel_sz)
-    off = np.arange(n_points) != centre
-    u, v = u[off], v[off]
-    angles = gauge_angles(theta, phi, normal[:, 2], gauge_type, n_gauges)
-
-    index = np.empty((n_gauges, n_cells, n_points, 4), dtype=np.int64)
-    weight = np.zeros((n_gauges, n_cells, n_points, 4), dtype=np.float64)
-    index[:, :, centre, :] = centre_pos[None, :, None]
-    weight[:, :, centre, 0] = 1.0
+    centre_pos = np.arange(cells.start, cells.start + ids.size, dtype=np.int64)
+    index[:, cells, centre, :] = centre_pos[None, :, None]
+    weight[:, cells, centre, :] = (1.0, 0.0, 0.0, 0.0)
     if n_points == 1:
-        return index, weight
-    for g in range(n_gauges):
-        pos, w = _interpolate_points(domain, normal, east, north, angles[g], u, v, pixel_size(nside))
-        orphan = w[..., 0] < 0.0
-        pos[orphan] = centre_pos[:, None].repeat(u.size, axis=1)[orphan][:, None]
-        w[orphan] = (1.0, 0.0, 0.0, 0.0)
-        index[g][:, off] = pos
-        weight[g][:, off] = w
-    return index, weight
+        return
+    theta, phi = hp.pix2ang(domain.nside, ids, nest=True)
+    cos_t, sin_t, cos_p, sin_p = np.cos(theta), np.sin(theta), np.cos(phi), np.sin(phi)
+    # Unit normal, east and north vectors of each cell, one Cartesian component per column.
+    frame = ((sin_t * cos_p, -sin_p, -cos_t * cos_p), (sin_t * sin_p, cos_p, -cos_t * sin_p), (cos_t, None, sin_t))
+    u, v = tap_offsets(kernel_sz)
+    u, v = np.delete(u, centre), np.delete(v, centre)
+    angles = gauge_angles(theta, phi, cos_t, gauge_type, index.shape[0])
+    for g, angle in enumerate(angles):
+        pos, w = _interpolate_points(rings, positions, frame, angle, u, v, pixel_size(domain.nside))
+        orphan = np.flatnonzero(w[0] < 0.0)
+        if orphan.size:  # no interpolation cell in the domain: the centre cell instead
+            pos[:, orphan] = centre_pos[orphan // u.size]
+            w[:, orphan] = np.array([[1.0], [0.0], [0.0], [0.0]])
+        pos = pos.reshape(4, ids.size, u.size).transpose(1, 2, 0)
+        w = w.reshape(4, ids.size, u.size).transpose(1, 2, 0)
+        index[g, cells, :centre], index[g, cells, centre + 1:] = pos[:, :centre], pos[:, centre:]
+        weight[g, cells, :centre], weight[g, cells, centre + 1:] = w[:, :centre], w[:, centre:]
 
 
-def _interpolate_points(domain, normal, east, north, angle, u, v, step):
-    """Positions and weights, shape (N, P', 4), of the off-centre stencil points of one gauge.
+def _interpolate_points(rings, positions, frame, angle, u, v, step):
+    """Positions and weights, shape (4, N*P'), of the off-centre stencil points of one gauge.
 
     A point with no interpolation cell inside the domain is flagged with weight -1 in its
     first slot, for the caller to redirect to the centre cell.
     """
-    nside, n_cells, n_off = domain.nside, normal.shape[0], u.size
     ca, sa = np.cos(angle)[:, None], np.sin(angle)[:, None]
-    # Tangent-plane point c + step*(u*axis1 + v*axis2), one Cartesian component at a time to
-    # keep the (N, P') temporaries small; axis1 = ca*east + sa*north, axis2 = -sa*east + ca*north.
+    # Tangent-plane point c + step*(u*axis1 + v*axis2), one Cartesian component at a time;
+    # axis1 = ca*east + sa*north, axis2 = -sa*east + ca*north.
     coef_e = step * (u[None, :] * ca - v[None, :] * sa)  # (N, P')
     coef_n = step * (u[None, :] * sa + v[None, :] * ca)
-    comps = [normal[:, k:k + 1] + coef_e * east[:, k:k + 1] + coef_n * north[:, k:k + 1] for k in range(3)]
-    x, y, z = comps
+    x, y, z = (normal[:, None] + (0.0 if east is None else coef_e * east[:, None]) + coef_n * north[:, None]
+               for normal, east, north in frame)
     norm = np.sqrt(x * x + y * y + z * z)
     pts_theta = np.arccos(np.clip(z / norm, -1.0, 1.0)).reshape(-1)
     pts_phi = np.arctan2(y, x).reshape(-1)
     pts_phi[pts_phi < 0] += 2 * np.pi
-    # healpy interpolates much faster in RING; convert the 4 ids to NESTED afterwards.
-    ring_ids, w = hp.get_interp_weights(nside, pts_theta, pts_phi, nest=False)
-    nest_ids = hp.ring2nest(nside, ring_ids).T  # (N*P', 4)
-    w = np.maximum(w.T, 0.0)  # drop round-off negatives (~1e-15) so weights stay convex
-    if domain.is_full_sky:
-        pos = nest_ids
-        w = w / w.sum(axis=1, keepdims=True)
-    else:
-        pos, present = domain.locate(nest_ids)
-        w = w * present
-        total = w.sum(axis=1, keepdims=True)
-        # A point whose in-domain weight is round-off (it sits on a cell outside the domain)
-        # has no neighbour inside: renormalising it would let round-off pick a cell.
-        inside = total > _NO_NEIGHBOUR
-        w = np.divide(w, total, out=np.zeros_like(w), where=inside)
-        w[~inside[:, 0], 0] = -1.0
-    return pos.reshape(n_cells, n_off, 4), w.reshape(n_cells, n_off, 4)
+    ring_ids, w = rings.interpolate(pts_theta, pts_phi)
+    np.maximum(w, 0.0, out=w)  # drop round-off negatives (~1e-15) so weights stay convex
+    pos, present = positions(ring_ids)
+    if present is not None:
+        w *= present
+    total = ((w[0] + w[1]) + w[2]) + w[3]
+    if present is None:
+        return pos, np.divide(w, total, out=w)
+    # A point whose in-domain weight is round-off (it sits on a cell outside the domain)
+    # has no neighbour inside: renormalising it would let round-off pick a cell.
+    inside = total > _NO_NEIGHBOUR
+    w = np.divide(w, total, out=np.zeros_like(w), where=inside)
+    w[0, ~inside] = -1.0
+    return pos, w
