@@ -155,6 +155,12 @@ class Backend:
             raise ValueError(message)
         return x
 
+    def compile(self, fn):
+        """``fn`` (native arrays and pytrees of them in, out) compiled once per input shape where the
+        framework gains from it (``jax.jit``: eager JAX compiles every operation separately);
+        ``fn`` itself elsewhere. ``fn`` must be a pure function of its arguments."""
+        return fn
+
     def pow(self, x, p):
         """Elementwise ``x ** p`` of a native array (``p`` a Python number)."""
         return x**p

@@ -155,5 +155,8 @@ class JaxBackend(Backend):
         (value, aux), grad = jax.value_and_grad(traced, has_aux=True)(self.asarray(x))
         return value, aux, grad
 
+    def compile(self, fn):
+        return self.jax.jit(fn)
+
     def compile_value_and_grad(self, fn):
         return self.jax.jit(lambda x: self._value_and_grad(fn, x))

@@ -1,5 +1,6 @@
 """The scattering-covariance operator (``funct`` in the reference library)."""
 
+import functools
 import numbers
 
 import numpy as np
@@ -99,6 +100,7 @@ class ScatteringCovariance:
         self.gauge_type = gauge_type
         self._kernel_host = conv_kernel(self.KERNELSZ, self.NORIENT, self.LAMBDA)
         self._pyramids = {}
+        self._compiled_plans = {}  # id(plan) -> its compiled compute function (plans live in _pyramids)
         self._domains = {}
         self._norm_ref = None
         self.nest = check_nest(nest)
@@ -244,8 +246,17 @@ class ScatteringCovariance:
         else:
             levels = self._pyramid(call.domain.nside, call.domain.cell_ids)["levels"][:call.n_scales]
             weights = [self._bk.asarray(w, dtype=self.all_type) for w in mask_pyramid(call.mask, levels)]
-        raw = scattering_coefficients(self._bk, plan, call.x, call.y, weights)
+        raw = self._compiled(plan)(call.x, call.y, weights)
         return self._package(raw, plan, call)
+
+    def _compiled(self, plan):
+        """:func:`~foscat_core.scattering.compute.scattering_coefficients` of ``plan`` as the backend
+        compiles it (``jax.jit`` on JAX: eagerly, each of its hundreds of small operations would
+        be compiled on its own first use — about 15 s at nside 4; the function itself elsewhere)."""
+        fn = self._compiled_plans.get(id(plan))
+        if fn is None:
+            fn = self._compiled_plans[id(plan)] = self._bk.compile(functools.partial(scattering_coefficients, self._bk, plan))
+        return fn
 
     def _inputs(self, x, y, mask, norm, cell_ids, nside, Jmax, nest):
         """The checked :class:`~foscat_core.scattering.edge.EvalInputs` of an ``eval`` call."""
