@@ -31,10 +31,22 @@ class Framework(AdapterBase):
         super().__init__(backend)
         self.jax, self.optax, self.nnx = jax, optax, nnx
 
-        class JaxModule(PlainModule, nnx.Module, pytree=False):
+        class JaxModuleMeta(type(nnx.Module)):
+            def __call__(cls, *args, backend=None, device=None, **kwargs):
+                if backend is None and device is None:  # this class: nnx builds it
+                    return super().__call__(*args, **kwargs)
+                # type(net)(..., backend=...) may mean another framework: NativeModule picks the
+                # class from the portable one (nnx would run __init__ a second time).
+                return cls._fc_portable(*args, backend=backend, device=device, **kwargs)
+
+        class JaxModule(PlainModule, nnx.Module, metaclass=JaxModuleMeta, pytree=False):
             def __init_subclass__(cls, **kwargs):
                 # Every layer class (built by NativeModule with type()) is a graph node, not a pytree.
                 super().__init_subclass__(**{"pytree": False, **kwargs})
+
+            # copy.deepcopy through __getstate__, as for torch and TF modules (NativeModule's drops
+            # the compiled evaluator, which is bound to the original), not nnx's graph copy.
+            __deepcopy__ = None
 
             def __init__(self):
                 if "_pytree__state" not in vars(self):

@@ -60,8 +60,12 @@ class JaxOptimizer:
 
     def __init__(self, jax, optax, params, kind, lr, weight_decay, momentum, device):
         self.jax, self.kind, self.device = jax, kind, device
-        self.tx = optax.inject_hyperparams(_factory(optax, kind, momentum))(learning_rate=lr, weight_decay=weight_decay)
-        self.state = self._put(self.tx.init(list(params)))
+        params = list(params)
+        # Hyper-parameters in the parameters' dtype: a float64 rate (64-bit mode) would promote
+        # the updates of a float32 network to float64.
+        hyper = optax.inject_hyperparams(_factory(optax, kind, momentum), hyperparam_dtype=params[0].dtype)
+        self.tx = hyper(learning_rate=lr, weight_decay=weight_decay)
+        self.state = self._put(self.tx.init(params))
         self.count = 0  # optimiser steps taken (torch's "step")
 
     def _put(self, tree):
