@@ -389,6 +389,28 @@ class Network(NativeModule):
         batch_size = check_positive_int(batch_size, "batch_size")
         return prediction.predict(self, x, batch_size, keep_missing)
 
+    def as_keras_layer(self, name=None):
+        """This network as a ``keras.layers.Layer`` (Keras 3; a network built with ``backend="tensorflow"``).
+
+        The layer's ``call(x, training=None)`` runs the forward, x (B, n_chan_in, N_cells) →
+        (B, out_channels, N_cells) (GCNN with ``global_pool``: (B, nparam)); ``training``
+        True/False sets the training flag for that call, ``None`` keeps it. Its
+        ``trainable_weights`` and ``non_trainable_weights`` are this network's variables
+        themselves, so ``keras.Model(...).fit(...)`` trains this network (and its ``predict``,
+        ``save`` see the result); Keras weight files store them by their portable names.
+
+        Raises ``TypeError`` for a network on another backend, and ``ValueError`` under a mixed
+        precision Keras policy (the network computes in its own ``dtype``).
+
+        Examples
+        --------
+        >>> import keras                                            # doctest: +SKIP
+        >>> net = CNN(2, 1, [4], backend="tensorflow")              # doctest: +SKIP
+        >>> model = keras.Sequential([keras.Input((1, 48)), net.as_keras_layer()])  # doctest: +SKIP
+        >>> model.compile(optimizer="adam", loss="mse")             # doctest: +SKIP
+        """
+        return self.fw.keras_layer(self, name)
+
     # --- files ------------------------------------------------------------------------------
     def save(self, path):
         """Write config and weights to one portable ``.npz`` file (atomically)."""

@@ -150,3 +150,7 @@ class Framework(AdapterBase):
         """The forward compiled with ``nnx.jit`` (traced once per training flag and input shape)."""
         compiled = self.nnx.jit(lambda net, x: net(x))
         return lambda x: compiled(model, x)
+
+    def keras_layer(self, model, name=None):
+        raise TypeError(f"as_keras_layer needs a network built with backend='tensorflow'; this one is on "
+                        f"backend={self.backend.name!r} (save it and load it with backend='tensorflow')")

@@ -56,3 +56,7 @@ class Framework(AdapterBase):
 
     def evaluator(self, model):
         return model
+
+    def keras_layer(self, model, name=None):
+        raise TypeError(f"as_keras_layer needs a network built with backend='tensorflow'; this one is on "
+                        f"backend={self.backend.name!r} (save it and load it with backend='tensorflow')")

@@ -90,3 +90,9 @@ class Framework(AdapterBase):
     def evaluator(self, model):
         # Traced per training flag: the flag is a Python value read while tracing.
         return self.tf.function(lambda x: model(x), reduce_retracing=True)
+
+    def keras_layer(self, model, name=None):
+        """``model`` as a ``keras.layers.Layer`` whose weights are its ``tf.Variable``s (see keras_layer.py)."""
+        from .keras_layer import keras_layer
+
+        return keras_layer(model, name)

@@ -106,3 +106,7 @@ class Framework(AdapterBase):
                 return model(x)
 
         return run
+
+    def keras_layer(self, model, name=None):
+        raise TypeError(f"as_keras_layer needs a network built with backend='tensorflow'; this one is on "
+                        f"backend={self.backend.name!r} (save it and load it with backend='tensorflow')")
