@@ -151,6 +151,18 @@ def test_fit_lowers_the_validation_loss():
     assert h["val_loss"][-1] < 0.5 * h["val_loss"][0]
 
 
+@pytest.mark.parametrize("loss_fn, error, match", [(lambda p, t: (p - t) ** 2, ValueError, "must return a scalar"),
+                                                    (lambda p, t: 1.0, TypeError, "scalar tensor")])
+def test_a_loss_that_is_no_jax_scalar_is_refused(loss_fn, error, match):
+    x = np.random.default_rng(9).normal(size=(2, 2, N_FULL))
+    net = CNN(NSIDE, 2, [3], backend="jax", seed=1)
+    before = host(net)
+    with pytest.raises(error, match=match):
+        net.fit(x, x[:, :1], n_epoch=1, loss_fn=loss_fn, verbose=False)
+    for name, value in host(net).items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
 def test_optimisers_follow_torch_step_for_step(optimizer, x64):
     rng = np.random.default_rng(5)

@@ -6,6 +6,9 @@ Modules are nnx graph nodes that are not JAX pytrees (``pytree=False``): nnx fin
 by walking the attributes (``nnx.state(net, nnx.Param)``), while everything else a layer holds
 (stencils, plans, the config, the training flag) is static in the graph definition. So the
 training flag is a Python value read at trace time: a compiled forward is traced once per flag.
+Inside a user's ``jax.jit`` a network runs in evaluation mode (training mode writes the batch-norm
+statistics, which only ``nnx.jit`` carries out of a trace; ``jax.jit`` raises nnx's
+``TraceContextError``). Needs flax >= 0.12 (``pytree=False`` modules, variables read with ``[...]``).
 """
 
 import contextlib
