@@ -53,13 +53,23 @@ def assert_close(got, ref, tol, what=""):
     assert np.max(np.abs(np.asarray(got, np.float64) - ref)) <= tol * scale, what
 
 
+def _x64_mode(on):
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", on)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+
+
 @pytest.fixture
 def x64():
     """JAX 64-bit mode for one test (float64 networks need it), restored afterwards."""
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
+    yield from _x64_mode(True)
+
+
+@pytest.fixture
+def no_x64():
+    """JAX's default 32-bit mode for one test, whatever the environment sets."""
+    yield from _x64_mode(False)
 
 
 def test_modules_are_nnx_modules_with_params_and_batch_stats():
@@ -78,8 +88,7 @@ def test_modules_are_nnx_modules_with_params_and_batch_stats():
     np.testing.assert_array_equal(net.predict(x), expected)
 
 
-def test_float64_needs_x64_mode():
-    assert not jax.config.jax_enable_x64
+def test_float64_needs_x64_mode(no_x64):
     with pytest.raises(ValueError, match="jax_enable_x64"):
         build("cnn", "jax", dtype="float64")
 
