@@ -404,10 +404,15 @@ class Network(NativeModule):
 
         Examples
         --------
-        >>> import keras                                            # doctest: +SKIP
-        >>> net = CNN(2, 1, [4], backend="tensorflow")              # doctest: +SKIP
-        >>> model = keras.Sequential([keras.Input((1, 48)), net.as_keras_layer()])  # doctest: +SKIP
-        >>> model.compile(optimizer="adam", loss="mse")             # doctest: +SKIP
+        >>> import keras, numpy as np
+        >>> from foscat_core.nn import CNN
+        >>> net = CNN(2, 1, [4], backend="tensorflow", seed=0)
+        >>> model = keras.Sequential([keras.Input((1, 48)), net.as_keras_layer()])
+        >>> model.compile(optimizer="adam", loss="mse")
+        >>> x = np.random.default_rng(0).normal(size=(8, 1, 48)).astype("float32")  # (B, C_in, N_cells)
+        >>> _ = model.fit(x, 2 * x, epochs=2, verbose=0)
+        >>> bool(np.allclose(model.predict(x, verbose=0), net.predict(x), atol=1e-5))
+        True
         """
         return self.fw.keras_layer(self, name)
 
