@@ -4,7 +4,7 @@ statistics, that draws new maps in one forward pass.
 L-BFGS synthesis (:class:`~foscat_core.synthesis.Synthesis`) optimises each new map from
 scratch; a generator pays that cost once, in :meth:`Generator.fit`, and then samples maps at
 the cost of a forward pass (milliseconds per map). The network is written once and built as a
-``torch.nn.Module`` (torch), a ``tf.Module`` (TensorFlow) or a plain class (NumPy: sampling
+``torch.nn.Module`` (torch), a ``tf.Module`` (TensorFlow), a ``flax.nnx.Module`` (JAX) or a plain class (NumPy: sampling
 only), like the networks of :mod:`foscat_core.nn`; its weights go to the portable weight file,
 so a generator trained in torch samples the same maps in TensorFlow for the same seed.
 """
@@ -85,7 +85,7 @@ class Generator(NativeModule):
         half the sampling cost at the finest level, but in short trainings its samples matched
         the target's skewness less well (see ``benchmarks/README.md``).
     backend : str or Backend, optional
-        ``"torch"``, ``"tensorflow"`` (train and sample) or ``"numpy"`` (sample only).
+        ``"torch"``, ``"tensorflow"``, ``"jax"`` (train and sample) or ``"numpy"`` (sample only).
     dtype : {"float32", "float64"}
     seed : int, optional
         Weight initialisation seed (the same network on every backend); ``None``: a random one,
