@@ -4,8 +4,8 @@ statistics, that draws new maps in one forward pass.
 L-BFGS synthesis (:class:`~foscat_core.synthesis.Synthesis`) optimises each new map from
 scratch; a generator pays that cost once, in :meth:`Generator.fit`, and then samples maps at
 the cost of a forward pass (milliseconds per map). The network is written once and built as a
-``torch.nn.Module`` (torch), a ``tf.Module`` (TensorFlow), a ``flax.nnx.Module`` (JAX) or a plain class (NumPy: sampling
-only), like the networks of :mod:`foscat_core.nn`; its weights go to the portable weight file,
+``torch.nn.Module`` (torch), a ``tf.Module`` (TensorFlow), a ``flax.nnx.Module`` (JAX) or a
+plain class (NumPy: sampling only), like the networks of :mod:`foscat_core.nn`; its weights go to the portable weight file,
 so a generator trained in torch samples the same maps in TensorFlow for the same seed.
 """
 
