@@ -2,6 +2,7 @@
 
     python benchmarks/bench_stencil_build.py              # default cases, 3 fresh processes each
     python benchmarks/bench_stencil_build.py --repeat 1 --kernel 5
+    python benchmarks/bench_stencil_build.py --full-nsides 512 1024 --discs 2048:10 --no-disk
 
 Every measurement runs in a fresh Python subprocess with ``FOSCAT_CORE_CACHE_DIR=""`` (no disk
 cache) so nothing is reused from an earlier case. Library imports (numpy, healpy, scipy.sparse,
@@ -9,24 +10,26 @@ torch, foscat_core) happen before the clock starts; their time is printed once, 
 
 Columns, per case (median of --repeat fresh processes):
 
-* ``compute_stencil``: ``foscat_core.stencil_geometry.compute_stencil(Domain(nside, ids), K)``.
+* ``compute_stencil``: ``foscat_core.stencils.geometry.compute_stencil(Domain(nside, ids), K)``,
+  and the peak RSS of that process (imports included: ~100 MB for numpy, healpy and foscat_core,
+  ~350 MB with torch; the table itself is G*N*P*4*16 bytes, 576 bytes a cell for K=3, G=1).
 * ``SphericalStencil()``: the constructor in another fresh process (cold: it builds the table).
 * ``.operators()``: then the torch sparse operators (CSR + transpose, as embedding_bag tables).
 * ``disk load``: ``SphericalStencil()`` in a fresh process whose disk cache holds the table.
-* ``peak RSS``: the largest resident size of the operators process.
+* ``peak RSS`` (last column): the largest resident size of the operators process.
 """
 
 import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-DISC_RADIUS_DEG = 30.0
 DISC_CENTRE_DEG = (45.0, 30.0)  # (lon, lat) of the disc centre
 
 
@@ -39,7 +42,7 @@ def case_ids(case):
 
     lon, lat = DISC_CENTRE_DEG
     vec = hp.ang2vec(lon, lat, lonlat=True)
-    return hp.query_disc(case["nside"], vec, np.radians(DISC_RADIUS_DEG), nest=True).astype(np.int64)
+    return hp.query_disc(case["nside"], vec, np.radians(case["radius"]), nest=True).astype(np.int64)
 
 
 def child(spec):
@@ -64,6 +67,7 @@ def child(spec):
         index, _ = compute_stencil(fc.Domain(spec["case"]["nside"], ids), k)
         out["compute_stencil"] = time.perf_counter() - t0
         out["n_cells"] = int(index.shape[1])
+        out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     else:  # "operators" (cold table) or "disk" (table from the disk cache)
         t0 = time.perf_counter()
         st = fc.SphericalStencil(spec["case"]["nside"], k, cell_ids=ids, backend="torch", dtype="float32")
@@ -72,8 +76,6 @@ def child(spec):
             t0 = time.perf_counter()
             st.operators()
             out["operators"] = time.perf_counter() - t0
-        import resource
-
         out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(out))
 
@@ -97,8 +99,10 @@ def main(argv=None):
     p.add_argument("--kernel", type=int, default=3)
     p.add_argument("--repeat", type=int, default=3, help="fresh processes per measurement (median)")
     p.add_argument("--full-nsides", type=int, nargs="*", default=[64, 128, 256])
-    p.add_argument("--disc-nsides", type=int, nargs="*", default=[256, 1024])
+    p.add_argument("--discs", nargs="*", default=["256:30", "1024:30", "2048:10"],
+                   help="regional cases, NSIDE:RADIUS_DEG each (hp.query_disc)")
     p.add_argument("--no-disk", action="store_true", help="skip the disk-cache load column")
+    p.add_argument("--no-operators", action="store_true", help="skip the SphericalStencil() and .operators() columns")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -109,16 +113,15 @@ def main(argv=None):
     import torch
 
     cases = [{"kind": "full", "nside": n} for n in args.full_nsides]
-    cases += [{"kind": "disc", "nside": n} for n in args.disc_nsides]
+    cases += [{"kind": "disc", "nside": int(n), "radius": float(r)} for n, r in (d.split(":") for d in args.discs)]
     print("=" * 100)
     print(f"bench_stencil_build: cold stencil tables and torch operators, K={args.kernel}, "
           f"median of {args.repeat} fresh process(es) per cell")
     print(f"machine : {platform.machine()}, {os.cpu_count()} logical cores; python {platform.python_version()}, "
           f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    print(f"disc    : radius {DISC_RADIUS_DEG:g} deg centred at lon {DISC_CENTRE_DEG[0]:g}, lat {DISC_CENTRE_DEG[1]:g} "
-          "(hp.query_disc, nest=True)")
+    print(f"discs   : centred at lon {DISC_CENTRE_DEG[0]:g}, lat {DISC_CENTRE_DEG[1]:g} (hp.query_disc, nest=True)")
     print("=" * 100)
-    head = (f"{'case':<22s}{'cells':>10s}{'compute_stencil':>17s}{'SphericalStencil()':>20s}"
+    head = (f"{'case':<22s}{'cells':>10s}{'compute_stencil':>17s}{'peak RSS':>11s}{'SphericalStencil()':>20s}"
             f"{'.operators()':>14s}{'disk load':>11s}{'peak RSS':>11s}")
     print(head)
     print("-" * len(head))
@@ -126,18 +129,21 @@ def main(argv=None):
     for case in cases:
         spec = {"case": case, "kernel": args.kernel}
         cs = [run_child({**spec, "what": "compute_stencil"}) for _ in range(args.repeat)]
-        ops = [run_child({**spec, "what": "operators"}) for _ in range(args.repeat)]
+        ops = [] if args.no_operators else [run_child({**spec, "what": "operators"}) for _ in range(args.repeat)]
         disk = "-"
-        if not args.no_disk:
+        if not (args.no_disk or args.no_operators):
             with tempfile.TemporaryDirectory() as tmp:
                 run_child({**spec, "what": "disk"}, tmp)  # populate the disk cache
                 loads = [run_child({**spec, "what": "disk"}, tmp) for _ in range(args.repeat)]
             disk = f"{median(loads, 'init') * 1e3:8.0f} ms"
         imports += [r["import"] for r in cs + ops]
-        label = f"full sky nside {case['nside']}" if case["kind"] == "full" else f"disc 30deg nside {case['nside']}"
+        label = f"full sky nside {case['nside']}" if case["kind"] == "full" else \
+            f"disc {case['radius']:g}deg nside {case['nside']}"
+        built = (f"{median(ops, 'init') * 1e3:>17.0f} ms{median(ops, 'operators') * 1e3:>11.0f} ms" if ops
+                 else f"{'-':>20s}{'-':>14s}")
         print(f"{label:<22s}{cs[0]['n_cells']:>10d}{median(cs, 'compute_stencil') * 1e3:>14.0f} ms"
-              f"{median(ops, 'init') * 1e3:>17.0f} ms{median(ops, 'operators') * 1e3:>11.0f} ms{disk:>11s}"
-              f"{median(ops, 'maxrss_mb'):>8.0f} MB", flush=True)
+              f"{median(cs, 'maxrss_mb'):>8.0f} MB{built}{disk:>11s}"
+              + (f"{median(ops, 'maxrss_mb'):>8.0f} MB" if ops else f"{'-':>11s}"), flush=True)
     print("-" * len(head))
     print(f"(not included above) imports of numpy, healpy, scipy.sparse, torch, foscat_core in a fresh process: "
           f"median {statistics.median(imports) * 1e3:.0f} ms")

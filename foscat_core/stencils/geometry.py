@@ -20,6 +20,7 @@ Gauges (frame of gauge ``g`` of ``G``):
   direction in 3-D (the pole's frame is smooth), which removes the polar singularity.
 """
 
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -94,20 +95,16 @@ def compute_stencil(domain, kernel_sz, gauge_type="phi", n_gauges=1):
     n_cells, n_points = domain.n_cells, kernel_sz * kernel_sz
     index = np.empty((n_gauges, n_cells, n_points, 4), dtype=np.int64)
     weight = np.empty((n_gauges, n_cells, n_points, 4), dtype=np.float64)
-    rings, positions = RingGeometry(domain.nside), _RingPositions(domain)
     step = max(1, _CHUNK_POINTS // max(n_points - 1, 1))
     chunks = [slice(s, min(s + step, n_cells)) for s in range(0, n_cells, step)]
-
-    def fill(cells):
-        _stencil_chunk(domain, rings, positions, cells, kernel_sz, gauge_type, index, weight)
-
     # Small chunks keep every temporary in L2 and reuse the allocator's memory instead of fresh
     # pages (several times faster than large ones); NumPy releases the GIL, so threads use every core.
-    if len(chunks) == 1:
-        fill(chunks[0])
-    else:
-        with ThreadPoolExecutor(max_workers=min(len(chunks), os.cpu_count() or 1)) as pool:
-            list(pool.map(fill, chunks))
+    workers = min(len(chunks), os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) if workers > 1 else contextlib.nullcontext() as pool:
+        run = map if pool is None else pool.map
+        rings, positions = RingGeometry(domain.nside), _RingPositions(domain, run)
+        list(run(lambda cells: _stencil_chunk(domain, rings, positions, cells, kernel_sz, gauge_type, index, weight),
+                 chunks))
     return index, weight
 
 
@@ -118,8 +115,10 @@ class _RingPositions:
     is at most ``_DENSE_SPAN`` times the domain (a full sky, a disc), else a sorted search.
     """
 
-    def __init__(self, domain):
-        ring = nest2ring(domain.nside, domain.cell_ids)
+    def __init__(self, domain, run=map):
+        ids, ring = domain.cell_ids, np.empty(domain.n_cells, dtype=np.int64)
+        chunks = [slice(s, s + _CHUNK_POINTS) for s in range(0, ids.size, _CHUNK_POINTS)]
+        list(run(lambda cells: ring.__setitem__(cells, nest2ring(domain.nside, ids[cells])), chunks))
         self.full_sky = domain.is_full_sky
         self.low = int(ring.min())
         span = int(ring.max()) + 1 - self.low
