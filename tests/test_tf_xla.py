@@ -73,8 +73,8 @@ def test_conv_on_a_region_with_an_unknown_batch():
     rng = np.random.default_rng(1)
     x = tf.constant(rng.normal(size=(2, 3, ids.size)))
     w = tf.constant(rng.normal(size=(3, 4, 25)))
-    compiled = tf.function(st.conv, jit_compile=True,
-                           input_signature=[tf.TensorSpec((None, 3, ids.size), tf.float64), tf.TensorSpec(w.shape, tf.float64)])
+    signature = [tf.TensorSpec((None, 3, ids.size), tf.float64), tf.TensorSpec(w.shape, tf.float64)]
+    compiled = tf.function(st.conv, jit_compile=True, input_signature=signature)
     assert_same(compiled(x, w), st.conv(x, w), "float64")
 
 

@@ -17,7 +17,8 @@ def keras_layer(model, name=None):
     if policy.compute_dtype != policy.variable_dtype:
         raise ValueError(f"the global Keras dtype policy is {policy.name!r} (mixed precision), which a foscat_core "
                          f"network does not follow: it computes in its own dtype ({model.dtype}); set the policy "
-                         f"back with keras.config.set_dtype_policy('float32') before as_keras_layer()")
+                         f"to 'float32' with keras.config.set_dtype_policy before as_keras_layer() (and back after "
+                         f"it for other layers: this layer keeps the network's dtype)")
     return _layer_class(keras)(model, name=name)
 
 

@@ -32,11 +32,14 @@ loop would need the gradient of a while loop over captured constants, which Tens
 build when the function is called under an eager tape).
 
 Under XLA (``tf.function(jit_compile=True)``, or Keras ``jit_compile=True``) neither sparse kernel
-exists, so the product is a gather instead, in the same order as above: padded-row ("ELL") tables
-``cols``/``vals`` of shape (rows, m) (zero-weight padding) made on the host from the COO
-components once per form and P, then ``sum_k vals[:, k] * x[cols[:, k]]`` over the whole batch
+exists, so the product is a gather instead, always interpolate-first: padded-row ("ELL") tables
+``cols``/``vals`` of ``A_i``, shape (N_out * P, m) (zero-weight padding), made on the host from
+the COO components once per P, then ``sum_k vals[:, k] * x[cols[:, k]]`` over the whole batch
 (one ``tf.gather`` on the cell axis per slot k) and the dense matmul: the algorithm of
-``backends/jax/contract.py``. Its gradient is TensorFlow's own (a scatter-add).
+``backends/jax/contract.py``. Its gradient is TensorFlow's own (a scatter-add). Measured on one
+CPU core (nside 64, B=8, K=3, 32->32 channels): forward 0.74 s under XLA against 0.39 s for the
+sparse kernels in a plain ``tf.function``, forward and gradients 1.4 s against 0.83 s; XLA is
+there for GPUs and Keras ``jit_compile``, not for speed on a CPU.
 The XLA context is read from the graph being traced (:func:`in_xla_context`), so a product
 traced outside one keeps the sparse kernels. A ``tf.function`` traced outside XLA and then called
 inside a ``jit_compile`` function is reused as traced (TensorFlow's trace cache ignores the XLA
@@ -113,20 +116,19 @@ class TfStencilOperator:
                 self._forms[key] = (self._tensor(coo), values, self._shape_tensor(shape))
         return self._forms[key]
 
-    def ell(self, kind, n_points):
-        """Padded-row tables ``(cols, vals)`` of a form (see :meth:`form`), each of shape
-        (rows, m) with m the most nonzeros of a row (int32 columns, zero-weight padding), made
-        on the host once per form and P (rows kept in CSR order, as ``backends/jax`` does)."""
-        key = ("ell", kind, 1 if kind == "contract" else n_points)
+    def ell(self, n_points):
+        """Padded-row tables ``(cols, vals)`` of ``A_i`` (rows ``n * P + p``, see :meth:`form`)
+        for P = ``n_points``, each of shape (N_out * P, m), m the most nonzeros of a row (int32
+        columns when they fit, zero-weight padding); made on the host once per P, rows in CSR
+        order, as ``backends/jax`` does."""
+        key = ("ell", n_points)
         if key not in self._forms:
             tf = self.tf
             with tf.init_scope(), tf.device(self.device):
-                idx, values, shape = self._forms["contract"]
+                idx, values, _ = self._forms["contract"]
                 idx, values = idx.numpy().astype(np.int64), values.numpy()
-                rows, cols = idx[:, 0], idx[:, 1]
-                n_rows = self.shape[0]
-                if kind == "interp":
-                    rows, cols, n_rows = rows * n_points + cols % n_points, cols // n_points, n_rows * n_points
+                n_rows = self.shape[0] * n_points
+                rows, cols = idx[:, 0] * n_points + idx[:, 1] % n_points, idx[:, 1] // n_points
                 order = np.argsort(rows, kind="stable")
                 rows, cols, values = rows[order], cols[order], values[order]
                 counts = np.bincount(rows, minlength=n_rows)
@@ -276,19 +278,18 @@ def in_xla_context(tf):
 
 
 def _gather_contract(tf, xt, wr, op, n_points, c_in, c_out):
-    """The XLA form of :func:`stencil_contract` (gathers and dense ops only; any batch size)."""
-    n_out = op.shape[0]
-    if c_in <= c_out:  # interpolate at the taps, then one matmul with the taps as channels
-        cols, vals = op.ell("interp", n_points)
-        interp = _weighted_gather(tf, xt, cols, vals)  # (B, N_out * P, C_in)
-        if n_points == 1 and _is_identity(tf, wr):
-            return interp
-        w_i = tf.reshape(tf.transpose(tf.reshape(wr, (c_in, n_points, c_out)), (1, 0, 2)), (n_points * c_in, c_out))
-        out = tf.linalg.matmul(tf.reshape(interp, (-1, n_points * c_in)), w_i)
-        return tf.reshape(out, (-1, n_out, c_out))
-    cols, vals = op.ell("contract", n_points)  # contract the channels, then A @ z
-    z = tf.reshape(tf.linalg.matmul(tf.reshape(xt, (-1, c_in)), wr), (-1, int(xt.shape[1]) * n_points, c_out))
-    return _weighted_gather(tf, z, cols, vals)
+    """The XLA form of :func:`stencil_contract` (gathers and dense ops only; any batch size).
+
+    Always interpolate-first, as JAX: the contract-first order needs 4 P gathers of the
+    (B, N_in * P, C_out) product, whose gradients (as many scatter-adds) took ~10x longer on CPU."""
+    cols, vals = op.ell(n_points)
+    interp = _weighted_gather(tf, xt, cols, vals)  # (B, N_out * P, C_in)
+    if n_points == 1 and _is_identity(tf, wr):
+        return interp
+    # (C_in, P * C_out) -> (P * C_in, C_out): row p * C_in + c, as an interpolated row is laid out.
+    w_i = tf.reshape(tf.transpose(tf.reshape(wr, (c_in, n_points, c_out)), (1, 0, 2)), (n_points * c_in, c_out))
+    out = tf.linalg.matmul(tf.reshape(interp, (-1, n_points * c_in)), w_i)
+    return tf.reshape(out, (-1, op.shape[0], c_out))
 
 
 def _weighted_gather(tf, x, cols, vals):
