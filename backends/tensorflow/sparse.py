@@ -37,9 +37,9 @@ exists, so the product is a gather instead, always interpolate-first: padded-row
 the COO components once per P, then ``sum_k vals[:, k] * x[cols[:, k]]`` over the whole batch
 (one ``tf.gather`` on the cell axis per slot k) and the dense matmul: the algorithm of
 ``backends/jax/contract.py``. Its gradient is TensorFlow's own (a scatter-add). Measured on one
-CPU core (nside 64, B=8, K=3, 32->32 channels): forward 0.74 s under XLA against 0.39 s for the
-sparse kernels in a plain ``tf.function``, forward and gradients 1.4 s against 0.83 s; XLA is
-there for GPUs and Keras ``jit_compile``, not for speed on a CPU.
+CPU core (nside 64, B=8, K=3, 32->32 and 64->32 channels), forward and gradients take about
+twice as long under XLA as with the sparse kernels in a plain ``tf.function`` (1.05 s against
+0.53 s, 2.0 s against 1.1 s): XLA is there for GPUs and Keras ``jit_compile``, not for CPU speed.
 The XLA context is read from the graph being traced (:func:`in_xla_context`), so a product
 traced outside one keeps the sparse kernels. A ``tf.function`` traced outside XLA and then called
 inside a ``jit_compile`` function is reused as traced (TensorFlow's trace cache ignores the XLA
