@@ -396,8 +396,9 @@ class Network(NativeModule):
         (B, out_channels, N_cells) (GCNN with ``global_pool``: (B, nparam)); ``training``
         True/False sets the training flag for that call, ``None`` keeps it. Its
         ``trainable_weights`` and ``non_trainable_weights`` are this network's variables
-        themselves, so ``keras.Model(...).fit(...)`` trains this network (and its ``predict``,
-        ``save`` see the result); Keras weight files store them by their portable names.
+        themselves (each wrapped, not copied, in a ``keras.Variable``), so
+        ``keras.Model(...).fit(...)`` trains this network (its ``predict`` and ``save`` see the
+        result) and ``model.save_weights`` / ``load_weights`` write and set them.
 
         Raises ``TypeError`` for a network on another backend, and ``ValueError`` under a mixed
         precision Keras policy (the network computes in its own ``dtype``).
