@@ -60,7 +60,8 @@ class Network(NativeModule):
         per input channel (the first layer sees 2 C_in channels; ``n_chan_in`` is unchanged), so
         predictions are finite everywhere. ``False``: a NaN or infinite input is refused with a
         ``ValueError`` in training and evaluation mode alike (inside a TensorFlow ``tf.function``
-        the check fails at run time with ``InvalidArgumentError``).
+        the check fails at run time with ``InvalidArgumentError``; under ``jax.jit`` with JAX's
+        runtime error carrying the same message).
     out_channels : int
         C_out, channels of the output.
     task : {"regression", "segmentation"}
@@ -306,7 +307,7 @@ class Network(NativeModule):
             over the training data, and store them with :meth:`set_normalization`.
             ``"recompute"``: always compute. A resumed fit keeps the checkpoint's.
         optimizer : {"adam", "adamw", "sgd"}
-            torch's optimisers (their step-for-step twins on TensorFlow). The optimiser persists
+            torch's optimisers (their step-for-step twins on TensorFlow, optax on JAX). The optimiser persists
             on the network: a later ``fit`` with the same ``optimizer`` (and ``momentum``)
             continues its state and step count, with the new ``lr``/``weight_decay``.
         momentum : float
