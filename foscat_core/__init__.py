@@ -13,8 +13,7 @@ from foscat_core.backends import get_backend, set_backend
 
 from .domain import Domain
 from .pyramid_ops import down, ud_grade_2, up, up_grade
-from .stencil import SphericalStencil
-from .stencil_cache import cache_dir, clear_memory_cache
+from .stencils import SphericalStencil, cache_dir, clear_memory_cache
 
 __version__ = "0.1.0"
 

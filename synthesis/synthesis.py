@@ -4,11 +4,12 @@ import warnings
 
 import numpy as np
 
-from ._checks import dataarray_start, free_entries, host_array, positive_float, positive_int
+from ._checks import dataarray_start, free_entries, host_array, positive_float
 from ._lbfgs import LbfgsLoop
 from ._run_report import RunReport
 from .loss import Loss
 
+from foscat_core._validation import check_positive_int
 from foscat_core.backends import NoGradientError
 from foscat_core.backends.registry import AUTOGRAD_NAMES
 
@@ -237,11 +238,11 @@ class Synthesis:
         """
         in_x, grd_mask, wrap = dataarray_start(in_x, grd_mask)
         x0 = host_array(in_x, "in_x")
-        NUM_EPOCHS = positive_int(NUM_EPOCHS, "NUM_EPOCHS")
-        EVAL_FREQUENCY = positive_int(EVAL_FREQUENCY, "EVAL_FREQUENCY")
-        NUM_STEP_BIAS = positive_int(NUM_STEP_BIAS, "NUM_STEP_BIAS")
-        positive_int(batchsz, "batchsz")
-        positive_int(totalsz, "totalsz")
+        NUM_EPOCHS = check_positive_int(NUM_EPOCHS, "NUM_EPOCHS")
+        EVAL_FREQUENCY = check_positive_int(EVAL_FREQUENCY, "EVAL_FREQUENCY")
+        NUM_STEP_BIAS = check_positive_int(NUM_STEP_BIAS, "NUM_STEP_BIAS")
+        check_positive_int(batchsz, "batchsz")
+        check_positive_int(totalsz, "totalsz")
         ftol = positive_float(factr, "factr") * np.finfo(np.float64).eps
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -max(x0.ndim, 1) <= axis < max(x0.ndim, 1):
             raise ValueError(f"axis must be an axis of in_x (ndim {x0.ndim}), got {axis!r}")

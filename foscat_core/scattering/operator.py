@@ -8,7 +8,7 @@ import numpy as np
 from foscat_core._validation import check_dtype_name, check_kernel_size, check_nside, check_positive_int
 from foscat_core.backends import resolve_backend
 from foscat_core.ordering import check_nest
-from foscat_core.stencil_geometry import GAUGE_TYPES
+from foscat_core.stencils import GAUGE_TYPES
 
 from . import edge
 from .compat import BackendCompat

@@ -27,21 +27,9 @@ import numbers
 import numpy as np
 
 from foscat_core._validation import check_kernel_size, check_positive_int
+from foscat_core.stencils.geometry import tap_offsets
 
 CARRIER_FREQUENCY = 0.75 * math.pi
-
-
-def tap_offsets(kernel_sz):
-    """Tangent-plane offsets of the K x K taps.
-
-    Returns
-    -------
-    u, v : ndarray of float64, shape (K*K,)
-        East and north offsets of tap ``p = i*K + j``: ``u = j - K//2``, ``v = K//2 - i``.
-    """
-    k = check_kernel_size(kernel_sz)
-    i, j = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
-    return (j - k // 2).reshape(-1).astype(np.float64), (k // 2 - i).reshape(-1).astype(np.float64)
 
 
 def check_lambda(lam, name="LAMBDA"):
