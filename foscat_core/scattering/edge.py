@@ -23,8 +23,9 @@ FILL_HINT = ("give those cells any finite value and weight 0 with mask= (e.g. ma
 
 
 @dataclass(frozen=True)
-class Domain:
-    """A resolved domain: what the core needs and what the statistics record.
+class CellLayout:
+    """A resolved cell layout (not the core :class:`~foscat_core.Domain`: it adds the user's ordering,
+    the gather that reaches NESTED order and the hash the statistics record).
 
     Attributes
     ----------
@@ -56,22 +57,22 @@ class Domain:
 
 
 def build_domain(nside, user_ids, nest):
-    """The :class:`Domain` of ``user_ids`` (in the ``nest`` ordering; None = full sky) at ``nside``."""
+    """The :class:`CellLayout` of ``user_ids`` (in the ``nest`` ordering; None = full sky) at ``nside``."""
     npix = 12 * nside * nside
     if user_ids is None:
         if nest:
-            return Domain(nside, None, None, None, npix, "full", True, None)
+            return CellLayout(nside, None, None, None, npix, "full", True, None)
         import healpy as hp
 
         gather = np.asarray(hp.nest2ring(nside, np.arange(npix, dtype=np.int64)), dtype=np.int64)
-        return Domain(nside, None, gather, None, npix, "full", False, None)
+        return CellLayout(nside, None, gather, None, npix, "full", False, None)
     nested = nested_cell_ids(nside, user_ids, nest)
     order = np.argsort(nested, kind="stable")
     user = np.asarray(user_ids, dtype=np.int64)
     if nested.size == npix:  # every cell: gather into NESTED order, the full-sky path
         natural = bool(np.all(order == np.arange(npix)))
-        return Domain(nside, None, None if natural else order, None, npix, "full", nest, user)
-    return Domain(nside, nested, None, order, int(nested.size), hash_array(nested[order]), nest, user)
+        return CellLayout(nside, None, None if natural else order, None, npix, "full", nest, user)
+    return CellLayout(nside, nested, None, order, int(nested.size), hash_array(nested[order]), nest, user)
 
 
 def with_backend(domain, bk):
@@ -97,7 +98,7 @@ class EvalInputs:
         Finite maps, in NESTED cell order of ``domain`` (gathered).
     y : native array, shape (B, N), or None
         The second field of cross statistics, like ``x``.
-    domain : Domain
+    domain : CellLayout
     n_scales : int
     mask : ndarray of float64, shape (M, N), or None
         Host weights in ``x``'s (gathered) cell order.
@@ -108,7 +109,7 @@ class EvalInputs:
 
     x: object
     y: object
-    domain: Domain
+    domain: CellLayout
     n_scales: int
     mask: object
     mask_hash: object

@@ -152,7 +152,7 @@ class ScatteringCovariance:
 
     # --- the edge: users' maps and grids ----------------------------------------------------
     def _domain_of(self, nside, user_ids, nest):
-        """The cached :class:`~foscat_core.scattering.edge.Domain` of ids in the ``nest`` ordering."""
+        """The cached :class:`~foscat_core.scattering.edge.CellLayout` of ids in the ``nest`` ordering."""
         key = (nside, nest, None if user_ids is None else np.asarray(user_ids).tobytes())
         dom = self._domains.get(key)
         if dom is None:
@@ -160,7 +160,7 @@ class ScatteringCovariance:
         return dom
 
     def _resolve(self, n, nside, cell_ids, nest, from_grid):
-        """The :class:`~foscat_core.scattering.edge.Domain` of maps of ``n`` cells: the grid of a
+        """The :class:`~foscat_core.scattering.edge.CellLayout` of maps of ``n`` cells: the grid of a
         DataArray, the eval arguments or the operator's domain."""
         if not from_grid and nside is None and cell_ids is None and self._own is not None:
             if nest is not None and nest != self.nest:
