@@ -64,7 +64,7 @@ def band_ratios(maps, reference_cl, lmax, n_bands=4):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="torch", choices=["torch", "tensorflow"])
+    parser.add_argument("--backend", default="torch", choices=["torch", "tensorflow", "jax"])
     parser.add_argument("--nside", type=int, default=None, help="default 32 (8 with --quick)")
     parser.add_argument("--maps", type=int, default=None, help="maps synthesised at once; default 3 (2 with --quick)")
     parser.add_argument("--epochs", type=int, default=None, help="L-BFGS-B iterations; default 150 (20 with --quick)")

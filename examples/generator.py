@@ -130,7 +130,7 @@ def figures(out, target, samples, nside):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="torch", choices=["torch", "tensorflow"])
+    parser.add_argument("--backend", default="torch", choices=["torch", "tensorflow", "jax"])
     parser.add_argument("--nside", type=int, default=None, help="default 16 (8 with --quick)")
     parser.add_argument("--iters", type=int, default=None, help="training steps; default 300 (40 with --quick)")
     parser.add_argument("--batch", type=int, default=None, help="maps per training step; default 8 (4 with --quick)")

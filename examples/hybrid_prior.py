@@ -98,7 +98,7 @@ def gradient_norm(loss, x):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="torch", choices=["torch", "tensorflow"])
+    parser.add_argument("--backend", default="torch", choices=["torch", "tensorflow", "jax"])
     parser.add_argument("--nside", type=int, default=None, help="default 32 (16 with --quick)")
     parser.add_argument("--epochs", type=int, default=None, help="U-Net epochs; default 30 (6 with --quick)")
     parser.add_argument("--iterations", type=int, default=None,

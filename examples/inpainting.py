@@ -57,7 +57,7 @@ def statistics_distance(x, scat_op, args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="torch", choices=["torch", "tensorflow"])
+    parser.add_argument("--backend", default="torch", choices=["torch", "tensorflow", "jax"])
     parser.add_argument("--nside", type=int, default=None, help="default 32 (8 with --quick)")
     parser.add_argument("--epochs", type=int, default=None, help="L-BFGS-B iterations; default 100 (15 with --quick)")
     parser.add_argument("--quick", action="store_true", help="CI-sized run (a few seconds)")

@@ -92,7 +92,7 @@ def rmse(a, b, where):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="torch", choices=["torch", "tensorflow"])
+    parser.add_argument("--backend", default="torch", choices=["torch", "tensorflow", "jax"])
     parser.add_argument("--nside", type=int, default=None, help="default 32 (16 with --quick)")
     parser.add_argument("--days", type=int, default=None, help="days in the record; default 96 (24 with --quick)")
     parser.add_argument("--epochs", type=int, default=None, help="default 60 (4 with --quick)")

@@ -15,7 +15,7 @@ import foscat_core as fc
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="numpy", choices=["numpy", "torch", "tensorflow"])
+    parser.add_argument("--backend", default="numpy", choices=["numpy", "torch", "tensorflow", "jax"])
     parser.add_argument("--nside", type=int, default=64)
     args = parser.parse_args(argv)
 

@@ -88,7 +88,7 @@ def compare(op, gaussian, lognormal, **domain):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="torch", choices=["numpy", "torch", "tensorflow"])
+    parser.add_argument("--backend", default="torch", choices=["numpy", "torch", "tensorflow", "jax"])
     parser.add_argument("--nside", type=int, default=None, help="default 32 (16 with --quick)")
     parser.add_argument("--quick", action="store_true", help="CI-sized run (a few seconds)")
     parser.add_argument("--out", default=None, help="folder for scattering_statistics.png (skipped when not given)")

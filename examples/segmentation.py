@@ -61,7 +61,7 @@ def scores(pred, truth, n_classes=3):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="torch", choices=["torch", "tensorflow"])
+    parser.add_argument("--backend", default="torch", choices=["torch", "tensorflow", "jax"])
     parser.add_argument("--nside", type=int, default=None, help="default 32 (16 with --quick)")
     parser.add_argument("--epochs", type=int, default=None, help="default 30 (6 with --quick)")
     parser.add_argument("--noise", type=float, default=0.5, help="noise rms in units of the field's rms")

@@ -58,7 +58,7 @@ def moment_loss(x, scat_op, args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="torch", choices=["torch", "tensorflow"])
+    parser.add_argument("--backend", default="torch", choices=["torch", "tensorflow", "jax"])
     parser.add_argument("--nside", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--quiet", action="store_true")

@@ -37,7 +37,7 @@ def make_fields(n, nside, cell_ids, noise, seed):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="torch", choices=["torch", "tensorflow"])
+    parser.add_argument("--backend", default="torch", choices=["torch", "tensorflow", "jax"])
     parser.add_argument("--nside", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--quiet", action="store_true")
