@@ -2,7 +2,7 @@
 
     python benchmarks/bench_scaling.py                  # nside 32, 64, 128, 256
     python benchmarks/bench_scaling.py --big            # + nside 512, the nside 1024 full-sky build, a 10 deg disc at 2048
-    python benchmarks/bench_scaling.py --malloc-tuned   # children run with glibc's mmap threshold raised (see below)
+    python benchmarks/bench_scaling.py --tuned-malloc   # children run with glibc's mmap threshold raised (see below)
 
 Every cell of the table is one fresh subprocess (its own peak memory), full sky, float32 unless
 said, the stencil disk cache off (``FOSCAT_CORE_CACHE_DIR=""``), ``--threads`` torch threads.
@@ -22,7 +22,7 @@ said, the stencil disk cache off (``FOSCAT_CORE_CACHE_DIR=""``), ``--threads`` t
 ``MB``: peak resident memory (``ru_maxrss``) minus the resident memory once imports and inputs
 are ready, i.e. what the measured work added (torch itself is ~300 MB more).
 
-``--malloc-tuned`` sets ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` in the children:
+``--tuned-malloc`` runs the children with bench_conv's ``TUNED_MALLOC`` (``MALLOC_MMAP_THRESHOLD_`` etc.):
 glibc otherwise gives every buffer over 32 MB fresh pages from the kernel and returns them on
 free, so from nside 256 on each training step page-faults its activations in again.
 """
@@ -37,9 +37,10 @@ import subprocess
 import sys
 import time
 
+from bench_conv import TUNED_MALLOC
+
 NSIDES = (32, 64, 128, 256)
 BIG_BUILDS = ((1024, None), (2048, 10.0))  # (nside, disc radius in degrees or None: full sky)
-MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**34)}
 
 
 def _rss_mb():
@@ -154,7 +155,7 @@ def main(argv=None):
     p.add_argument("--big", action="store_true", help="add nside 512 and the large stencil builds")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--malloc-tuned", action="store_true")
+    p.add_argument("--tuned-malloc", action="store_true")
     p.add_argument("--only", nargs="+", default=["conv", "unet", "scat", "build"])
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -163,11 +164,11 @@ def main(argv=None):
         return
     import torch
 
-    env = {**os.environ, "FOSCAT_CORE_CACHE_DIR": "", **(MALLOC_TUNED if args.malloc_tuned else {})}
+    env = {**os.environ, "FOSCAT_CORE_CACHE_DIR": "", **(TUNED_MALLOC if args.tuned_malloc else {})}
     nsides = NSIDES + ((512,) if args.big else ())
     print(f"bench_scaling: {platform.machine()}, {os.cpu_count()} logical cores, python {platform.python_version()}, "
           f"torch {torch.__version__}, {args.threads} thread(s), median of {args.reps}; "
-          f"malloc {'tuned' if args.malloc_tuned else 'default'}")
+          f"malloc {'tuned' if args.tuned_malloc else 'default'}")
     head = f"{'nside':>6s}{'cells':>9s}" + "".join(f" | {name:>19s}" for name in ("conv", "U-Net", "scat", "build"))
     print(head + f"{'':6s}")
     units = " | {:>6s}{:>6s}{:>7s}".format("wall", "cpu", "MB")
