@@ -1,7 +1,7 @@
 """How the cost per cell grows with the map: one table over nside, torch on CPU.
 
     python benchmarks/bench_scaling.py                  # nside 32, 64, 128, 256
-    python benchmarks/bench_scaling.py --big            # + nside 512, the nside 1024 full-sky build, a 10 deg disc at 2048
+    python benchmarks/bench_scaling.py --big            # + nside 512, nside 1024 full-sky build, 10 deg disc at 2048
     python benchmarks/bench_scaling.py --tuned-malloc   # children run with glibc's mmap threshold raised (see below)
 
 Every cell of the table is one fresh subprocess (its own peak memory), full sky, float32 unless
@@ -120,7 +120,7 @@ def _workload(what, nside):
 def child(spec):
     import torch
 
-    import foscat_core  # noqa: F401  (imported before the baseline)
+    import foscat_core  # noqa: F401  (imported before the memory baseline)
 
     torch.set_num_threads(spec["threads"])
     if spec["what"] == "build":
@@ -191,7 +191,8 @@ def main(argv=None):
             r = run_child({"what": "build", "nside": nside, "reps": 1, "threads": args.threads, "radius": radius}, env)
             label = "full sky" if radius is None else f"{radius:g} deg disc"
             if r is not None:
-                print(f"cold build nside {nside} {label}: {r['cells']} cells, {r['s']:.2f} s wall, {r['cpu']:.2f} s cpu, "
+                print(f"cold build nside {nside} {label}: {r['cells']} cells, {r['s']:.2f} s wall, "
+                      f"{r['cpu']:.2f} s cpu, "
                       f"peak +{r['mb']:.0f} MB (first touch of that much fresh memory here: ~{r['touch']:.1f} s)")
 
 

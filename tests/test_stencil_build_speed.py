@@ -120,7 +120,8 @@ def test_ring_ordering_tables_unchanged(gauge_type):
 
 
 def test_sparse_domain_uses_sorted_search_and_unchanged():
-    # Cells near both poles: the RING-id span is most of the sphere, far over 64 times the domain, so positions come from the sorted search instead of the dense table.
+    # Cells near both poles: the RING-id span is most of the sphere, far over 64 times the domain,
+    # so positions come from the sorted search instead of the dense table.
     nside = 16
     ids = np.concatenate([_shuffled_disc(nside, 0.0, 85.0, 8.0, 3), _shuffled_disc(nside, 0.0, -85.0, 8.0, 4)])
     domain = Domain(nside, ids)

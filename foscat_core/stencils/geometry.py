@@ -117,8 +117,11 @@ class _RingPositions:
 
     def __init__(self, domain, run=map):
         ids, ring = domain.cell_ids, np.empty(domain.n_cells, dtype=np.int64)
-        chunks = [slice(s, s + _CHUNK_POINTS) for s in range(0, ids.size, _CHUNK_POINTS)]
-        list(run(lambda cells: ring.__setitem__(cells, nest2ring(domain.nside, ids[cells])), chunks))
+
+        def renumber(cells):
+            ring[cells] = nest2ring(domain.nside, ids[cells])
+
+        list(run(renumber, [slice(s, s + _CHUNK_POINTS) for s in range(0, ids.size, _CHUNK_POINTS)]))
         self.full_sky = domain.is_full_sky
         self.low = int(ring.min())
         span = int(ring.max()) + 1 - self.low
