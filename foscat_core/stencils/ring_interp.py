@@ -17,31 +17,42 @@ _MASKS = (0x3333333333333333, 0x0F0F0F0F0F0F0F0F, 0x00FF00FF00FF00FF, 0x0000FFFF
 
 
 class RingGeometry:
-    """Per-ring tables of one nside (rings 0..4*nside; 0 and 4*nside are the poles, never used).
+    """Ring geometry of one nside (rings 0..4*nside; 0 and 4*nside are the poles, never used),
+    computed for the rings asked about only: tables over all 4*nside rings would not fit at the top
+    nside (2**29), where regional domains still work.
 
-    ``start``, ``count`` (int64): first RING id and number of cells of each ring; ``shift``
-    (float64, 0.5 or 0): half-cell phi offset; ``theta`` (float64): colatitude of the ring.
+    :meth:`rings` gives ``start``, ``count`` (int64): first RING id and number of cells of each
+    ring, and ``shift`` (float64, 0.5 or 0): half-cell phi offset; :meth:`theta` the colatitude.
     """
 
     def __init__(self, nside):
         self.nside = nside
         self.npix = 12 * nside * nside
-        ring = np.arange(4 * nside + 1, dtype=np.int64)
+
+    def rings(self, ring):
+        """``(start, count, shift)`` of the rings ``ring`` (int64 array)."""
+        nside = self.nside
         north = np.where(ring > 2 * nside, 4 * nside - ring, ring)
         cap = north < nside
-        fact2 = 4.0 / self.npix
-        # Ring colatitudes through libm (math), as healpix_cxx: NumPy's SIMD arccos may differ by an
-        # ulp, which the theta weight divides by the ring spacing (~1e-13 at nside 256).
-        theta = np.array([math.atan2(math.sqrt(t * (2.0 - t)), 1.0 - t) if c else math.acos(a)
-                          for t, a, c in zip(((north * north) * fact2).tolist(),
-                                             ((2 * nside - north) * (2 * nside * fact2)).tolist(), cap.tolist())])
         count = np.where(cap, 4 * north, 4 * nside)
         start = np.where(cap, 2 * north * (north - 1), 2 * nside * (nside - 1) + (north - nside) * 4 * nside)
-        south = north != ring
-        self.theta = np.where(south, np.pi - theta, theta)
-        self.start = np.where(south, self.npix - start - count, start)
-        self.shift = np.where(cap | ((north - nside) & 1 == 0), 0.5, 0.0)
-        self.count = np.maximum(count, 4)  # the pole entries are placeholders: no division by zero
+        start = np.where(north != ring, self.npix - start - count, start)
+        shift = np.where(cap | ((north - nside) & 1 == 0), 0.5, 0.0)
+        return start, np.maximum(count, 4), shift  # pole entries are placeholders: no division by zero
+
+    def theta(self, ring):
+        """Colatitudes of the rings ``ring`` (int64 array), float64."""
+        nside, fact2 = self.nside, 4.0 / self.npix
+        unique, inverse = np.unique(ring, return_inverse=True)
+        north = np.where(unique > 2 * nside, 4 * nside - unique, unique)
+        # Through libm (math), as healpix_cxx: NumPy's SIMD arccos may differ by an ulp, which the
+        # theta weight divides by the ring spacing (~1e-13 at nside 256).
+        theta = np.array([math.atan2(math.sqrt(t * (2.0 - t)), 1.0 - t) if n < nside else math.acos(a)
+                          for t, a, n in zip(((north * north) * fact2).tolist(),
+                                             ((2 * nside - north) * (2 * nside * fact2)).tolist(), north.tolist())],
+                         dtype=np.float64)
+        theta = np.where(north != unique, np.pi - theta, theta)
+        return theta[inverse].reshape(np.shape(ring))
 
     def ring_above(self, z):
         """Index of the ring at or north of each ``z = cos(theta)`` (0: north of the first ring)."""
@@ -52,7 +63,7 @@ class RingGeometry:
 
     def _pair(self, ring, phi):
         """The two cells of ``ring`` around ``phi`` and the phi weight of the second (eastern) one."""
-        start, count, shift = self.start[ring], self.count[ring], self.shift[ring]
+        start, count, shift = self.rings(ring)
         dphi = _TWO_PI / count
         tmp = phi / dphi - shift
         i1 = tmp.astype(np.int64) - (tmp < 0)
@@ -76,7 +87,7 @@ class RingGeometry:
         w = np.empty((4, theta.size), dtype=np.float64)
         pix[0], pix[1], wa = self._pair(ir1, phi)
         pix[2], pix[3], wb = self._pair(ir2, phi)
-        theta1, theta2 = self.theta[ir1], self.theta[ir2]
+        theta1, theta2 = self.theta(ir1), self.theta(ir2)
         wtheta = (theta - theta1) / (theta2 - theta1)
         np.multiply(1.0 - wa, 1.0 - wtheta, out=w[0])
         np.multiply(wa, 1.0 - wtheta, out=w[1])
