@@ -14,9 +14,16 @@ import pytest
 os.environ.setdefault("FOSCAT_CORE_CACHE_DIR", tempfile.mkdtemp(prefix="foscat_core_test_cache_"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-BACKENDS = [name for name, module in (("numpy", "numpy"), ("torch", "torch"), ("tensorflow", "tensorflow"))
-            if importlib.util.find_spec(module) is not None]
-AUTOGRAD_BACKENDS = [b for b in BACKENDS if b != "numpy"]
+from foscat_core.backends.registry import BACKENDS as _REGISTRY
+
+# Every registered backend whose framework is installed: a new backend's row in the registry
+# puts it in every cross-backend test.
+BACKENDS = [e.name for e in _REGISTRY if e.framework_module is None or importlib.util.find_spec(e.framework_module)]
+AUTOGRAD_BACKENDS = [e.name for e in _REGISTRY if e.autograd and e.name in BACKENDS]
+if "jax" in BACKENDS:  # float64 cases need JAX's 64-bit mode (float32 stays the default dtype)
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
 DTYPES = ["float32", "float64"]
 # Agreement with the NumPy float64 reference, per dtype.
 TOLERANCE = {"float64": 1e-10, "float32": 1e-5}

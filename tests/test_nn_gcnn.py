@@ -106,7 +106,14 @@ def test_native_framework_objects_hold_only_the_mixing_weights(backend_name):
         assert isinstance(net, torch.nn.Module) and isinstance(net, GCNN)
         assert list(net.state_dict()) == names  # the fixed wavelet bank is no variable
         assert sum(p.numel() for p in net.parameters()) == net.n_parameters()
-    else:
+    elif backend_name == "jax":
+        import jax
+        from flax import nnx
+
+        assert isinstance(net, nnx.Module) and isinstance(net, GCNN)
+        assert len(jax.tree_util.tree_leaves(nnx.state(net, nnx.Param))) == 6  # the wavelet bank is no variable
+        assert len(jax.tree_util.tree_leaves(nnx.state(net, nnx.BatchStat))) == 5  # the normalisation constants
+    elif backend_name == "tensorflow":
         import tensorflow as tf
 
         assert isinstance(net, tf.Module) and isinstance(net, GCNN)

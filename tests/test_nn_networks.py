@@ -56,6 +56,12 @@ def test_output_follows_the_input_cell_order(kind):
 
 
 @pytest.mark.parametrize("backend_name", AUTOGRAD_BACKENDS)
+def jax_leaves(state):
+    import jax
+
+    return jax.tree_util.tree_leaves(state)
+
+
 def test_native_framework_objects(backend_name):
     net = make("unet", backend_name)
     if backend_name == "torch":
@@ -65,7 +71,14 @@ def test_native_framework_objects(backend_name):
         keys = set(net.state_dict())
         assert {"enc.0.conv1.weight", "enc.0.norm1.running_mean", "head.weight"} <= keys
         assert sum(p.numel() for p in net.parameters()) == net.n_parameters()
-    else:
+    elif backend_name == "jax":
+        from flax import nnx
+
+        assert isinstance(net, nnx.Module) and isinstance(net, HealpixUNet)
+        params = jax_leaves(nnx.state(net, nnx.Param))
+        assert sum(int(np.prod(v.shape)) for v in params) == net.n_parameters()
+        assert len(jax_leaves(nnx.state(net, nnx.BatchStat))) > 0  # running statistics
+    elif backend_name == "tensorflow":
         import tensorflow as tf
 
         assert isinstance(net, tf.Module) and isinstance(net, HealpixUNet)

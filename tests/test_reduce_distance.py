@@ -119,7 +119,10 @@ def test_std_batch_differentiable_where_the_batch_is_constant(backend):
         return stats.std_batch().reduce_sum()
 
     value, grad = bk.value_and_grad(spread, bk.asarray(x0, dtype="float64"))
-    assert float(to_numpy(value)) == 0.0 and np.all(to_numpy(grad) == 0)
+    # 0 up to rounding: a compiled (XLA) evaluation may round the two rows an ulp apart.
+    grad = to_numpy(grad)
+    assert 0.0 <= float(to_numpy(value)) <= 1e-12
+    assert np.all(np.isfinite(grad)) and np.abs(grad).max() <= 1e-12
 
 
 def test_bad_input():

@@ -99,6 +99,10 @@ class JaxBackend(Backend):
                                        self.device)
 
     def to_numpy(self, x):
+        if isinstance(x, self.jax.core.Tracer):
+            raise TypeError("cannot copy an array to NumPy while JAX traces it (jax.jit / jax.grad): it has no "
+                            "values yet, and leaving JAX would cut the gradient; keep the computation in backend "
+                            "operations on it")
         if self.is_native(x):
             return np.array(self.jax.device_get(x), copy=True)
         return np.array(x, copy=True)
@@ -148,7 +152,9 @@ class JaxBackend(Backend):
 
         def traced(t):
             value, aux = fn(t)
-            if not isinstance(value, jax.core.Tracer):  # no operation on t reached the value
+            # A value that depends on t is a tracer of t's differentiation trace; a constant is
+            # concrete, or (inside jax.jit) a tracer of the outer compilation trace only.
+            if getattr(value, "_trace", None) is not t._trace:
                 raise NoGradientError("the value does not depend on x through JAX operations")
             return value, aux
 

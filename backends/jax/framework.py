@@ -22,6 +22,13 @@ from ..plain_module import AdapterBase, PlainModule
 from .optimizers import JaxOptimizer
 
 
+class _VariableState:
+    """An nnx Variable's kind and value, as a module's copied or pickled state holds it."""
+
+    def __init__(self, kind, value):
+        self.kind, self.value = kind, value
+
+
 class Framework(AdapterBase):
     """What a network needs from JAX beyond arrays (``backend.nn``)."""
 
@@ -50,6 +57,16 @@ class Framework(AdapterBase):
             # copy.deepcopy through __getstate__, as for torch and TF modules (NativeModule's drops
             # the compiled evaluator, which is bound to the original), not nnx's graph copy.
             __deepcopy__ = None
+
+            def __getstate__(self):
+                # Variables travel as (kind, value): copying or pickling an nnx Variable itself
+                # gives back its bare array, which training could no longer update.
+                return {k: _VariableState(type(v), v[...]) if isinstance(v, nnx.Variable) else v
+                        for k, v in vars(self).items()}
+
+            def __setstate__(self, state):
+                vars(self).update({k: v.kind(v.value) if isinstance(v, _VariableState) else v
+                                   for k, v in state.items()})
 
             def __init__(self):
                 if "_pytree__state" not in vars(self):
