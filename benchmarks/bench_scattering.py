@@ -1,6 +1,6 @@
 """Time the scattering-covariance operator: one ``eval`` and one value-and-gradient of a loss.
 
-    python benchmarks/bench_scattering.py                     # nside 32 and 64, torch and tensorflow
+    python benchmarks/bench_scattering.py                     # nside 32 and 64, torch, tensorflow and jax
     python benchmarks/bench_scattering.py --nside 64 --backends torch --reps 10
     python benchmarks/bench_scattering.py --threads 2
 
@@ -10,7 +10,9 @@ own. Full-sky maps, one map per batch (B=1), ``funct(KERNELSZ, NORIENT, all_type
 with the default number of scales (down to nside 1), no mask, no normalisation.
 
 * **eval**: ``op.eval(x)`` (forward only, no gradient tape/graph when the backend allows it).
-* **value+grad**: ``backend.value_and_grad(lambda u: stat.reduce_mean_batch((op.eval(u) - ref) ** 2), x)``.
+* **value+grad**: ``backend.value_and_grad(lambda u: stat.reduce_mean_batch((op.eval(u) - ref) ** 2), x)``;
+  on JAX the same function through ``backend.compile_value_and_grad`` (``jax.jit``, as ``Synthesis``
+  runs it: eager JAX traces the whole loss again at every call), in 64-bit mode.
 * **first**: the first value-and-gradient call, including the stencil builds of every scale.
 * **of which imports**: the peak RSS after importing the framework and one tiny ``eval`` at nside 2
   (TensorFlow alone takes about 600 MB, torch about 300 MB); the difference is the operator's.
@@ -51,6 +53,10 @@ def run_case(backend, nside, kernel, norient, reps, warmup, threads):
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
+    if backend == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
     from foscat_core.scattering import funct
 
     op = funct(KERNELSZ=kernel, NORIENT=norient, all_type="float64", backend=backend)
@@ -66,8 +72,12 @@ def run_case(backend, nside, kernel, norient, reps, warmup, threads):
         stat = op.eval(u)
         return stat.reduce_mean_batch((stat - ref) ** 2)
 
+    value_and_grad = lambda u: bk.value_and_grad(loss, u)  # noqa: E731
+    if backend == "jax":
+        compiled = bk.compile_value_and_grad(lambda u: (loss(u), []))
+        value_and_grad = lambda u: compiled(u)[::2]  # noqa: E731 - (value, grad)
     t0 = time.perf_counter()
-    value, grad = bk.value_and_grad(loss, x)
+    value, grad = value_and_grad(x)
     first = time.perf_counter() - t0
     if backend == "torch":
         import torch
@@ -76,10 +86,10 @@ def run_case(backend, nside, kernel, norient, reps, warmup, threads):
             with torch.no_grad():
                 op.eval(x)
     else:
-        def forward():
-            op.eval(x)
+        def forward():  # a host copy of a small result: JAX dispatches asynchronously
+            bk.to_numpy(op.eval(x).S0)
     ev = timed(forward, reps, warmup)
-    vg = timed(lambda: bk.value_and_grad(loss, x), reps, warmup)
+    vg = timed(lambda: bk.to_numpy(value_and_grad(x)[1]), reps, warmup)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     n_scales = len(ref.S1.shape) and int(ref.S1.shape[2])
     return {"backend": backend, "nside": nside, "scales": n_scales, "eval": ev, "vg": vg, "first": first,
@@ -89,7 +99,7 @@ def run_case(backend, nside, kernel, norient, reps, warmup, threads):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nside", type=int, nargs="+", default=[32, 64])
-    parser.add_argument("--backends", nargs="+", default=["torch", "tensorflow"])
+    parser.add_argument("--backends", nargs="+", default=["torch", "tensorflow", "jax"])
     parser.add_argument("--kernel", type=int, default=5)
     parser.add_argument("--norient", type=int, default=4)
     parser.add_argument("--reps", type=int, default=5)

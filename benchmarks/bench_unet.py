@@ -1,6 +1,6 @@
 """One HealpixUNet training step (forward, backward, Adam) per case and backend, with peak memory.
 
-    python benchmarks/bench_unet.py                    # all cases, torch and tensorflow
+    python benchmarks/bench_unet.py                    # all cases, torch, tensorflow and jax
     python benchmarks/bench_unet.py --backends torch --cases disc --reps 5
 
 Cases follow the reference documentation's example: 6 input channels, chanlist [16, 32, 64],
@@ -55,7 +55,7 @@ def run_case(case, backend, reps):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backends", nargs="+", default=["torch", "tensorflow"])
+    parser.add_argument("--backends", nargs="+", default=["torch", "tensorflow", "jax"])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
