@@ -13,7 +13,9 @@ import math
 import numpy as np
 
 from foscat_core._validation import check_positive_int
+from foscat_core.backends.dtypes import check_backend_dtype
 
+from .layers import like_dtype
 from .module import NativeModule
 
 
@@ -33,6 +35,7 @@ class Linear(NativeModule):
         super().__init__(backend=backend)
         self.in_features = check_positive_int(in_features, "in_features")
         self.out_features = check_positive_int(out_features, "out_features")
+        dtype = check_backend_dtype(dtype, self.backend)
         rng = np.random.default_rng(seed)
         bound = 1.0 / math.sqrt(in_features)
         self.add_parameter("weight", rng.uniform(-bound, bound, size=(in_features, out_features)), dtype)
@@ -43,7 +46,7 @@ class Linear(NativeModule):
     def forward(self, x):
         y = self.backend.xp.matmul(x, self.weight)
         if self.use_bias:
-            y = y + self.bias
+            y = y + like_dtype(self.backend, self.bias, y)
         return y
 
 
@@ -81,6 +84,7 @@ class LayerNorm(NativeModule):
         super().__init__(backend=backend)
         self.features = check_positive_int(features, "features")
         self.eps = float(eps)
+        dtype = check_backend_dtype(dtype, self.backend)
         self.add_parameter("scale", np.ones(features), dtype)
         self.add_parameter("shift", np.zeros(features), dtype)
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from foscat_core import SphericalStencil
 from foscat_core._validation import check_positive_int
+from foscat_core.backends.dtypes import BACKEND_FLOAT_NAMES, FLOAT_NAMES, check_backend_dtype
 from foscat_core.pyramid_ops import DOWN_MODES, DownPlan, UpPlan
 
 from .module import NativeModule
@@ -21,6 +22,14 @@ def check_channels(x, expected, name, layer):
         raise ValueError(f"{name} must have shape (B, C, N_cells), got shape {tuple(x.shape)}")
     if int(x.shape[1]) != expected:
         raise ValueError(f"{name} has {int(x.shape[1])} channels but {layer} expects {expected}")
+
+
+def like_dtype(backend, v, y):
+    """``v`` (a bias) in ``y``'s dtype: under ``torch.autocast`` a layer's output keeps the
+    context's dtype, as torch's own layers do, instead of being promoted back by a float32 bias."""
+    if backend.dtype_name(v) == backend.dtype_name(y):
+        return v
+    return backend.xp.astype(v, y.dtype)
 
 
 class SphericalConv(NativeModule):
@@ -81,13 +90,12 @@ class SphericalConv(NativeModule):
     def forward(self, x):
         check_channels(x, self.in_channels, "x", "this SphericalConv")
         weight = self.fw.value(self.weight)  # the stencil takes arrays, not framework variables
-        if self.backend.dtype_name(weight) != self.stencil.dtype:  # e.g. after torch's .double()
+        if self.backend.dtype_name(weight) != self.stencil.dtype:  # e.g. a parameter replaced by hand
             raise TypeError(f"this layer's weights are {self.backend.dtype_name(weight)} but its geometry is "
-                            f"{self.stencil.dtype}: build the network with dtype='{self.backend.dtype_name(weight)}' "
-                            "instead of casting it")
+                            f"{self.stencil.dtype}: cast the whole module (e.g. net.to(dtype)), not its parameters")
         y = self.stencil.conv(x, weight)
         if self.use_bias:
-            y = y + self.backend.xp.reshape(self.bias, (1, -1, 1))
+            y = y + self.backend.xp.reshape(like_dtype(self.backend, self.bias, y), (1, -1, 1))
         return y
 
 
@@ -101,7 +109,7 @@ class PointwiseConv(NativeModule):
     in_channels, out_channels : int
     backend : str or Backend
         Keyword-only.
-    dtype : {"float32", "float64"}
+    dtype : {"float32", "float64"}, or on torch also "bfloat16", "float16"
     bias : bool
     seed : int or numpy Generator, optional
         ``weight`` (C_out, C_in) and ``bias`` (C_out,) are drawn uniformly in
@@ -122,6 +130,7 @@ class PointwiseConv(NativeModule):
         super().__init__(backend=backend)
         self.in_channels = check_positive_int(in_channels, "in_channels")
         self.out_channels = check_positive_int(out_channels, "out_channels")
+        dtype = check_backend_dtype(dtype, self.backend)
         rng = np.random.default_rng(seed)
         bound = 1.0 / math.sqrt(in_channels)
         self.add_parameter("weight", rng.uniform(-bound, bound, size=(out_channels, in_channels)), dtype)
@@ -133,7 +142,7 @@ class PointwiseConv(NativeModule):
         check_channels(x, self.in_channels, "x", "this PointwiseConv")
         y = self.backend.xp.matmul(self.weight, x)  # (C_out, C_in) @ (B, C_in, N)
         if self.use_bias:
-            y = y + self.backend.xp.reshape(self.bias, (1, -1, 1))
+            y = y + self.backend.xp.reshape(like_dtype(self.backend, self.bias, y), (1, -1, 1))
         return y
 
 
@@ -153,7 +162,8 @@ class Norm(NativeModule):
         ``"none"`` is the identity and holds no variable.
     backend : str or Backend
         Keyword-only.
-    dtype : {"float32", "float64"}
+    dtype : {"float32", "float64"}, or on torch also "bfloat16", "float16"
+        Of every variable, the running statistics included (as ``torch.nn.BatchNorm1d().bfloat16()``).
     groups : int, optional
         Groups for ``"group"``; must divide ``channels``; default ``gcd(channels, 8)``.
     eps : float
@@ -186,6 +196,7 @@ class Norm(NativeModule):
         if kind not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
         self.kind, self.channels, self.eps, self.momentum = kind, check_positive_int(channels, "channels"), eps, momentum
+        dtype = check_backend_dtype(dtype, self.backend)
         if kind == "none":
             return
         if kind == "group":
@@ -353,7 +364,7 @@ def warm_plan(plan, backend, *args):
     """Run a down/up ``plan`` once on zeros (1, 1, N) of each float dtype, eagerly, so that the
     index arrays it keeps on the device exist before any graph is traced: made lazily inside
     ``torch.export``, they would be fake tensors, cached and returned by later eager calls."""
-    for dtype in ("float32", "float64"):
+    for dtype in BACKEND_FLOAT_NAMES.get(backend.name, FLOAT_NAMES):
         try:
             zeros = backend.asarray(np.zeros((1, 1, plan.n_cells)), dtype=dtype)
         except ValueError:  # a dtype the backend cannot hold now (JAX without 64-bit mode): unused

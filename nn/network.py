@@ -4,7 +4,8 @@ and portable weight files. Architectures only define their layers and ``_forward
 import numpy as np
 
 from foscat_core._arrays import as_backend_array
-from foscat_core._validation import check_dtype_name, check_nside, check_positive_int
+from foscat_core._validation import check_nside, check_positive_int
+from foscat_core.backends.dtypes import check_backend_dtype
 from foscat_core.ordering import as_domain, check_nest
 
 from . import losses, prediction, training
@@ -145,7 +146,7 @@ class Network(NativeModule):
         self.first_layer_channels = input_channels(self.n_chan_in, self.mask_missing)
         self.task = task
         self.final_activation = resolve_task(task, self.out_channels, final_activation)
-        self.dtype = check_dtype_name(dtype)
+        self.dtype = check_backend_dtype(dtype, self.backend)
         self.add_child("data_norm", DataNormalization(self.n_chan_in, self.out_channels, backend=self.backend,
                                                       dtype=self.dtype))
 

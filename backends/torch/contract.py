@@ -84,10 +84,24 @@ class TorchStencilOperator:
         )
         self._bases = {}
         self._tables = {}
+        self._casts, self._parent = {}, None
         # Bags per block, fixed now: on CPU it grows with the thread count (each gather and matmul
         # then has enough rows to share out); on CUDA one block per batch element.
         threads = max(1, min(8, torch.get_num_threads()))
         self._block_bags = None if device.type == "cuda" else _CPU_BLOCK_BAGS * threads
+
+    def in_dtype(self, dtype):
+        """This operator with its values in ``dtype`` (``torch.autocast``): the same index tables
+        on the device, the weights cast once, kept for later calls."""
+        if dtype == self.dtype:
+            return self
+        if dtype not in self._casts:
+            other = object.__new__(type(self))
+            other.__dict__.update(self.__dict__)
+            other.dtype, other._bases, other._tables, other._casts = dtype, {}, {}, {}
+            other._parent = self
+            self._casts[dtype] = other
+        return self._casts[dtype]
 
     def prepare(self, n_points, c_in, c_out):
         """Build now the tables a product with ``c_in`` input and ``c_out`` output channels per
@@ -100,6 +114,10 @@ class TorchStencilOperator:
         P = ``n_points``: a list of row blocks (cell0, cell1, indices, offsets, weights), each
         covering whole cells, built on first use (or by :meth:`prepare`)."""
         key = (kind, n_points)
+        if key not in self._tables and self._parent is not None and is_compiling(self.torch):
+            # A cast first met in a traced graph: its weights cast in the graph, from the parent's
+            # prepared tables (no graph break; eager calls cast once and keep it).
+            return [(*block[:4], block[4].to(self.dtype)) for block in self._parent.table(kind, n_points)]
         if key not in self._tables:
             build = self._blocks
             if is_compiling(self.torch):  # not prepared: built outside the graph (a graph break)
@@ -111,6 +129,9 @@ class TorchStencilOperator:
     def _base(self, kind, n_points):
         """(CSR of the form on the host, its indices and weights on the device, cells, P)."""
         key = (kind, n_points)
+        if key not in self._bases and self._parent is not None:  # a cast: the parent's indices, shared
+            indptr, idx, wgt, cells, taps = self._parent._base(kind, n_points)
+            self._bases[key] = (indptr, idx, wgt.to(self.dtype), cells, taps)
         if key not in self._bases:
             import scipy.sparse as sp
 
@@ -206,13 +227,19 @@ def _traced_backward(torch, xt, wr, op, n_points, grad, need_x, need_w):
         for block in adjoint:
             gz = _gather(torch, block, gb).view(-1, width)  # (cells, P * C_out)
             if need_w:
-                xb = xt[b, block[0]:block[1]].T
-                gw = xb @ gz if gw is None else torch.addmm(gw, xb, gz)
+                part = xt[b, block[0]:block[1]].T @ gz
+                gw = part.to(_accumulation(torch, wr.dtype)) if gw is None else gw + part
             if need_x:
                 rows.append(gz @ wr.T)
         if need_x:
             gx.append(rows[0] if len(rows) == 1 else torch.cat(rows))
-    return (torch.stack(gx) if need_x else None), gw
+    return (torch.stack(gx) if need_x else None), (gw.to(wr.dtype) if need_w else None)
+
+
+def _accumulation(torch, dtype):
+    """The dtype the weight gradient is summed in over the batch and the row blocks: float32 for
+    16-bit weights (a bfloat16 running sum would round every partial sum to 3 digits)."""
+    return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
 
 
 def is_compiling(torch):
@@ -271,7 +298,7 @@ def make_contract(torch):
                 return (*_traced_backward(torch, xt, wr, op, n_points, grad, need_x, need_w), None)
             adjoint = op.table("adjoint", n_points)
             gx = xt.new_empty(xt.shape) if need_x else None
-            gw = torch.zeros_like(wr) if need_w else None
+            gw = torch.zeros(wr.shape, dtype=_accumulation(torch, wr.dtype), device=wr.device) if need_w else None
             wr_t = wr.T
             rows = _RowBuffer(grad)
             for b in range(batch):
@@ -280,9 +307,12 @@ def make_contract(torch):
                     r0, r1 = block[0], block[1]
                     gz = _gather(torch, block, gb).view(r1 - r0, n_points * c_out)
                     if need_w:
-                        gw.addmm_(xt[b, r0:r1].T, gz)
+                        if gw.dtype == gz.dtype:
+                            gw.addmm_(xt[b, r0:r1].T, gz)
+                        else:
+                            gw += xt[b, r0:r1].T @ gz
                     if need_x:
                         torch.mm(gz, wr_t, out=gx[b, r0:r1])
-            return gx, gw, None
+            return gx, (gw.to(wr.dtype) if need_w else None), None
 
     return StencilContract

@@ -6,9 +6,28 @@ import itertools
 import numpy as np
 
 from ..base import check_loss_value
+from ..dtypes import FLOAT_NAMES, LOW_PRECISION_NAMES, dtype_text
 from ..plain_module import AdapterBase
 from .contract import is_compiling
 from .optimizers import TorchOptimizer
+
+
+def _follow_dtype(root, dtype):
+    """After a cast of ``root``'s parameters to ``dtype``: the stencils its layers hold (shared
+    ones stay shared, see ``SphericalStencil.with_dtype``), and the dtype the modules convert
+    host data to, follow; the layers then rebuild their tables ahead of use."""
+    for module in root.modules():
+        changed = False
+        for name, value in list(vars(module).items()):
+            if callable(getattr(value, "with_dtype", None)) and value.dtype != dtype:
+                object.__setattr__(module, name, value.with_dtype(dtype))
+                changed = True
+        if getattr(module, "dtype", None) in FLOAT_NAMES + LOW_PRECISION_NAMES and module.dtype != dtype:
+            object.__setattr__(module, "dtype", dtype)
+            changed = True
+        if changed:
+            module.__dict__.pop("_fc_evaluator", None)
+            module._fc_prepare()
 
 
 class Framework(AdapterBase):
@@ -22,7 +41,8 @@ class Framework(AdapterBase):
 
         class TorchModule(torch.nn.Module):
             def _apply(self, fn, *args, **kwargs):
-                # .to(device) / .cuda() / .cpu(): follow the parameters to their new device.
+                # .to(device) / .cuda() / .cpu(): follow the parameters to their new device;
+                # .bfloat16() / .half() / .to(dtype): their new dtype.
                 out = super()._apply(fn, *args, **kwargs)
                 tensors = itertools.chain(self.parameters(), self.buffers())
                 device = next((t.device for t in tensors), None)
@@ -30,6 +50,10 @@ class Framework(AdapterBase):
                     from .. import get_backend
 
                     self._fc_rebind(get_backend("torch", device))
+                floats = (t for t in self.parameters() if t.is_floating_point())
+                dtype = next((dtype_text(t.dtype) for t in floats), None)
+                if dtype is not None:
+                    _follow_dtype(self, dtype)
                 return out
 
         self.module_base = TorchModule

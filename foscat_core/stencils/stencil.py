@@ -5,7 +5,8 @@ import numpy as np
 from foscat_core.backends import resolve_backend
 
 from .._arrays import as_backend_array, check_cells_axis
-from .._validation import check_dtype_name, check_kernel_size, check_nside, check_positive_int
+from ..backends.dtypes import check_backend_dtype
+from .._validation import check_kernel_size, check_nside, check_positive_int
 from ..domain import Domain
 from ..memory_budget import require_stencil_memory
 from ..ordering import as_domain, check_nest, user_cell_ids
@@ -73,7 +74,7 @@ class SphericalStencil:
         self.gauge_type = gauge_type
         self.n_gauges = check_positive_int(n_gauges, "n_gauges")
         self.backend = resolve_backend(backend)
-        self.dtype = check_dtype_name(dtype)
+        self.dtype = check_backend_dtype(dtype, self.backend)
         if cell_ids is None and not isinstance(nside, Domain):  # refused before the full sky's ids are made
             nside = check_nside(nside)
             require_stencil_memory(nside, 12 * nside * nside, self.kernel_sz, self.n_gauges)
@@ -140,6 +141,7 @@ class SphericalStencil:
         state = dict(self.__dict__)
         state.update(_operators=None, _depthwise=None)
         state.pop("_fc_clones", None)
+        state.pop("_dtype_clones", None)
         return state
 
     def on_backend(self, backend):
@@ -149,7 +151,23 @@ class SphericalStencil:
         clone.backend = resolve_backend(backend)
         clone._operators = None
         clone._depthwise = None
+        clone.__dict__.pop("_dtype_clones", None)  # those are copies on this stencil's device
         return clone
+
+    def with_dtype(self, dtype):
+        """The same stencil (shared geometry tables, which stay float64 on the host) with its
+        operators in ``dtype``, built on use; one copy per dtype, which every copy shares, so
+        layers sharing a stencil still share it after a network is cast (``net.bfloat16()``)."""
+        dtype = check_backend_dtype(dtype, self.backend)
+        clones = self.__dict__.setdefault("_dtype_clones", {})
+        clones.setdefault(self.dtype, self)
+        if dtype not in clones:
+            clone = object.__new__(type(self))
+            clone.__dict__.update(self.__dict__)  # (the same _dtype_clones table)
+            clone.__dict__.pop("_fc_clones", None)  # copies on other devices keep their own dtype
+            clone.dtype, clone._operators, clone._depthwise = dtype, None, None
+            clones[dtype] = clone
+        return clones[dtype]
 
     @property
     def cell_ids(self):
@@ -219,8 +237,11 @@ class SphericalStencil:
         if is_dataarray(x):
             return self._conv_dataarray(x, w)
         bk, xp = self.backend, self.backend.xp
-        x = as_backend_array(bk, x, "x", self.dtype)
-        w = as_backend_array(bk, w, "w", self.dtype)
+        # Under a mixed-precision context (torch.autocast) tensors of any float dtype are taken,
+        # as torch's own convolutions take them: the backend computes in the context's dtype.
+        dtype = None if _autocasting(bk) and bk.is_native(x) else self.dtype
+        x = as_backend_array(bk, x, "x", dtype)
+        w = as_backend_array(bk, w, "w", None if dtype is None and bk.is_native(w) else self.dtype)
         if len(x.shape) != 3:
             raise ValueError(f"x must have shape (B, C_in, N), got shape {tuple(x.shape)}")
         check_cells_axis(x, self.n_cells, "x", f"the stencil's domain at nside={self.nside}")
@@ -265,3 +286,9 @@ class SphericalStencil:
 
     Convol_torch = conv
     __call__ = conv
+
+
+def _autocasting(backend):
+    """True inside the framework's mixed-precision context (only torch's backend has one)."""
+    amp = getattr(backend, "autocast_dtype", None)
+    return amp is not None and amp() is not None
