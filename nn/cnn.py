@@ -9,6 +9,11 @@ from .layers import Norm, PointwiseConv, SphericalConv, make_stencil
 from .network import Network
 
 
+def _layer(conv, norm, h):
+    """One (conv → norm → ReLU) layer, the modules as arguments (what a checkpointed block runs)."""
+    return conv.fw.relu(norm(conv(h)))
+
+
 class CNN(Network):
     """A stack of (spherical conv → norm → ReLU) at the input resolution and a 1x1 head.
 
@@ -22,6 +27,8 @@ class CNN(Network):
         Regional domain in the ``nest`` ordering (any order, kept); ``None`` = full sky.
     KERNELSZ, gauge_type, G, task, final_activation, norm, device, dtype, backend, seed, nest, mask_missing
         As :class:`~foscat_core.nn.HealpixUNet`.
+    checkpointing : bool
+        As :class:`~foscat_core.nn.HealpixUNet`, each (conv → norm → ReLU) layer being a block.
 
     Shapes: x (B, n_chan_in, N_cells) → (B, out_channels, N_cells).
 
@@ -35,7 +42,7 @@ class CNN(Network):
 
     def __init__(self, in_nside, n_chan_in, chanlist, out_channels=1, cell_ids=None, KERNELSZ=3, task="regression",
                  gauge_type="phi", G=1, final_activation=None, norm="batch", device=None, dtype="float32",
-                 backend=None, seed=0, nest=True, mask_missing=False):
+                 backend=None, seed=0, nest=True, mask_missing=False, checkpointing=False):
         super().__init__(backend=backend, device=device)
         chanlist = check_chanlist(chanlist)
         config = dict(in_nside=in_nside, n_chan_in=n_chan_in, chanlist=chanlist, out_channels=out_channels,
@@ -43,6 +50,7 @@ class CNN(Network):
                       norm=norm, dtype=dtype, seed=seed)
         self._init_network(config, in_nside, n_chan_in, cell_ids, out_channels, task, final_activation, dtype,
                            nest, mask_missing)
+        self._init_checkpointing(checkpointing)
         check_kernel_size(KERNELSZ)
         stencil = make_stencil(self.domain, None, KERNELSZ, gauge_type, G, self.backend, self.dtype)
         self.n_gauges = g = stencil.n_gauges
@@ -60,5 +68,5 @@ class CNN(Network):
     def _forward(self, x):
         h = x
         for conv, norm in zip(self.convs, self.norms):
-            h = self.fw.relu(norm(conv(h)))
+            h = self._block(_layer, conv, norm, h)
         return self.head(gauge_mean(self.backend.xp, h, self.n_gauges))

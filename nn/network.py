@@ -150,6 +150,21 @@ class Network(NativeModule):
         self.add_child("data_norm", DataNormalization(self.n_chan_in, self.out_channels, backend=self.backend,
                                                       dtype=self.dtype))
 
+    def _init_checkpointing(self, checkpointing):
+        """Check and record ``checkpointing`` (activation checkpointing of the blocks). The config
+        holds it only when ``True``, so files written without it stay readable by code that
+        predates the option (it rejects unknown config keys)."""
+        if not isinstance(checkpointing, (bool, np.bool_)):
+            raise TypeError(f"checkpointing must be True or False, got {checkpointing!r}")
+        self.checkpointing = bool(checkpointing)
+        if self.checkpointing:
+            self.config["checkpointing"] = True
+
+    def _block(self, fn, *args):
+        """``fn(*args)``, through the framework's activation checkpointing when the network has
+        ``checkpointing=True`` (the modules ``fn`` uses must be among ``args``)."""
+        return self.fw.checkpoint(fn, *args) if self.checkpointing else fn(*args)
+
     # --- normalisation ----------------------------------------------------------------------
     def set_normalization(self, x_mean=None, x_std=None, y_mean=None, y_std=None):
         """Store per-channel normalisation constants with the model (saved in its weight file).

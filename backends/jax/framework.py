@@ -174,3 +174,15 @@ class Framework(AdapterBase):
     def keras_layer(self, model, name=None):
         raise TypeError(f"as_keras_layer needs a network built with backend='tensorflow'; this one is on "
                         f"backend={self.backend.name!r} (save it and load it with backend='tensorflow')")
+
+    def checkpoint(self, fn, *args):
+        """``fn(*args)`` under ``nnx.remat`` (``jax.checkpoint``: activations recomputed in the
+        backward pass instead of kept) while a module among ``args`` trains; otherwise plainly
+        ``fn(*args)``.
+
+        The modules ``fn`` uses must be among ``args`` (not captured), so that nnx lifts their
+        variables through the transform and carries batch-norm statistic updates out of it. Those
+        updates are values of the forward pass: the recomputation does not apply them again."""
+        if not any(a.training for a in args if isinstance(a, self.nnx.Module)):
+            return fn(*args)
+        return self.nnx.remat(fn)(*args)

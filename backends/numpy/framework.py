@@ -60,3 +60,7 @@ class Framework(AdapterBase):
     def keras_layer(self, model, name=None):
         raise TypeError(f"as_keras_layer needs a network built with backend='tensorflow'; this one is on "
                         f"backend={self.backend.name!r} (save it and load it with backend='tensorflow')")
+
+    def checkpoint(self, fn, *args):
+        """``fn(*args)``: inference only, there are no activations kept for a backward pass."""
+        return fn(*args)

@@ -96,3 +96,33 @@ class Framework(AdapterBase):
         from .keras_layer import keras_layer
 
         return keras_layer(model, name)
+
+    def checkpoint(self, fn, *args):
+        """``fn(*args)`` with its activations recomputed in the backward pass instead of kept
+        (``tf.recompute_grad``; gradients reach the variables ``fn`` reads, eagerly and in a
+        ``tf.function``) while a module among ``args`` trains; otherwise plainly ``fn(*args)``.
+
+        The modules ``fn`` uses must be among ``args``: the recomputation puts their states back
+        afterwards, so batch-norm running statistics are updated once per step, as without."""
+        tf = self.tf
+        modules = [a for a in args if isinstance(a, tf.Module)]
+        if not any(m.training for m in modules):
+            return fn(*args)
+        tensor_slots = [i for i, a in enumerate(args) if not isinstance(a, tf.Module)]
+        states = [v for m in modules for _, v in m.named_variables() if not v.trainable]
+        forward_done = []
+
+        def run(*tensors):
+            full = list(args)
+            for i, t in zip(tensor_slots, tensors):
+                full[i] = t
+            if not forward_done:  # the forward pass (recompute_grad runs it without recording)
+                forward_done.append(True)
+                return fn(*full)
+            kept = [tf.identity(v) for v in states]  # the recomputation in the backward pass
+            out = fn(*full)
+            for v, k in zip(states, kept):  # ordered after fn's own assignments (same resource)
+                v.assign(k)
+            return out
+
+        return tf.recompute_grad(run)(*[args[i] for i in tensor_slots])

@@ -1,0 +1,152 @@
+"""``checkpointing=True``: the same training step (loss, gradients, weights and batch-norm
+statistics after it), the same predictions, blocks really recomputed, kept through save/load."""
+
+import numpy as np
+import pytest
+
+from conftest import AUTOGRAD_BACKENDS
+from foscat_core.nn import CNN, HealpixUNet
+from foscat_core.nn.unet import DoubleConv
+
+NSIDE = 4
+TOL = {"float32": 1e-6, "float64": 1e-10}
+
+
+def _data(dtype, n=3):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 1, 12 * NSIDE**2))
+    return x.astype(dtype), (2.0 * x + np.roll(x, 5, axis=2)).astype(dtype)
+
+
+def _sgd_step(cls, backend, dtype, checkpointing, **kw):
+    """One plain SGD step (lr 1, no momentum, no decay) on the whole batch: the weights move by
+    minus the gradient. Returns (network, loss, weights before, weights and states after)."""
+    x, y = _data(dtype)
+    net = cls(NSIDE, 1, [4, 8], backend=backend, dtype=dtype, seed=2, checkpointing=checkpointing, **kw)
+    before = {k: net.backend.to_numpy(v).astype(np.float64) for k, v in net.named_variables()}
+    history = net.fit(x, y, n_epoch=1, batch_size=len(x), lr=1.0, optimizer="sgd", momentum=0.0, weight_decay=0.0,
+                      verbose=False)
+    after = {k: net.backend.to_numpy(v).astype(np.float64) for k, v in net.named_variables()}
+    return net, history["train_loss"][0], before, after
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cls", [HealpixUNet, CNN])
+@pytest.mark.parametrize("backend", AUTOGRAD_BACKENDS)
+def test_a_training_step_is_the_same_with_checkpointing(backend, cls, dtype):
+    plain, loss, w0, w1 = _sgd_step(cls, backend, dtype, False)
+    ckpt, loss_c, w0_c, w1_c = _sgd_step(cls, backend, dtype, True)
+    tol = TOL[dtype]
+    assert loss_c == pytest.approx(loss, rel=tol, abs=tol)
+    assert loss > 1.0  # a real step: the untrained network is far from the targets
+    for name in w0:
+        grad, grad_c = w0[name] - w1[name], w0_c[name] - w1_c[name]  # lr = 1
+        np.testing.assert_allclose(grad_c, grad, rtol=tol, atol=tol, err_msg=name)
+        # Weights and batch-norm statistics (updated once, not again by the recomputation).
+        np.testing.assert_allclose(w1_c[name], w1[name], rtol=tol, atol=tol, err_msg=name)
+    moved = [name for name in w0 if name.endswith("running_mean") and np.abs(w1[name] - w0[name]).max() > 1e-3]
+    assert len(moved) == (6 if cls is HealpixUNet else 2)  # every batch norm
+    # Weights within tol; outputs of order 5 computed from them (XLA fuses the recomputation
+    # differently from the forward) within 10 tol.
+    x, _ = _data(dtype, 2)
+    np.testing.assert_allclose(ckpt.predict(x), plain.predict(x), rtol=10 * tol, atol=10 * tol)
+
+
+def _count_double_conv_calls(monkeypatch):
+    calls = []
+    forward = DoubleConv.forward
+
+    def counted(self, x):
+        calls.append(1)
+        return forward(self, x)
+
+    monkeypatch.setattr(DoubleConv, "forward", counted)
+    return calls
+
+
+@pytest.mark.parametrize("backend", [b for b in ("torch", "tensorflow") if b in AUTOGRAD_BACKENDS])
+def test_the_blocks_are_recomputed_in_the_backward_pass(backend, monkeypatch):
+    """Three DoubleConv blocks: run once each without checkpointing, twice with (a TensorFlow
+    step is traced once, so its count is of traced calls)."""
+    counts = {}
+    for checkpointing in (False, True):
+        calls = _count_double_conv_calls(monkeypatch)
+        _sgd_step(HealpixUNet, backend, "float32", checkpointing)
+        counts[checkpointing] = len(calls)
+    assert counts == {False: 3, True: 6}
+
+
+def test_jax_blocks_run_under_jax_checkpoint(monkeypatch):
+    if "jax" not in AUTOGRAD_BACKENDS:
+        pytest.skip("jax is not installed")
+    import jax
+
+    wrapped = []
+    checkpoint = jax.checkpoint
+
+    def spy(fn, *args, **kwargs):
+        wrapped.append(fn)
+        return checkpoint(fn, *args, **kwargs)
+
+    monkeypatch.setattr(jax, "checkpoint", spy)
+    _sgd_step(HealpixUNet, "jax", "float32", False)
+    assert wrapped == []
+    _sgd_step(HealpixUNet, "jax", "float32", True)
+    assert len(wrapped) == 3
+
+
+def test_torch_keeps_fewer_activations_for_the_backward_pass():
+    """Bytes of the tensors autograd keeps for the backward pass of one training forward."""
+    if "torch" not in AUTOGRAD_BACKENDS:
+        pytest.skip("torch is not installed")
+    import torch
+
+    x = torch.as_tensor(np.random.default_rng(0).normal(size=(2, 1, 12 * 8**2)).astype("float32"))
+    kept = {}
+    for checkpointing in (False, True):
+        net = HealpixUNet(8, 1, [8, 16], backend="torch", seed=2, checkpointing=checkpointing)
+        sizes = []
+
+        def pack(t):
+            sizes.append(t.numel() * t.element_size())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            net(x)
+        kept[checkpointing] = sum(sizes)
+    assert kept[True] < 0.5 * kept[False], kept
+
+
+@pytest.mark.parametrize("backend", AUTOGRAD_BACKENDS)
+def test_evaluation_mode_and_no_grad_call_the_blocks_plainly(backend):
+    x, _ = _data("float32", 2)
+    plain = HealpixUNet(NSIDE, 1, [4, 8], backend=backend, seed=2)
+    ckpt = HealpixUNet(NSIDE, 1, [4, 8], backend=backend, seed=2, checkpointing=True)
+    np.testing.assert_array_equal(ckpt.predict(x), plain.predict(x))
+
+
+@pytest.mark.parametrize("cls", [HealpixUNet, CNN])
+def test_the_option_survives_save_and_load(cls, tmp_path):
+    net = cls(NSIDE, 1, [4, 8], backend="numpy", seed=2, checkpointing=True)
+    assert net.checkpointing is True and net.config["checkpointing"] is True
+    net.save(tmp_path / "net.npz")
+    back = cls.load(tmp_path / "net.npz", backend="numpy")
+    assert back.checkpointing is True
+    x, _ = _data("float32", 2)
+    np.testing.assert_array_equal(back.predict(x), net.predict(x))
+
+
+def test_without_it_the_config_and_file_are_as_before(tmp_path):
+    """The default writes no ``checkpointing`` key, so code that predates the option (which
+    refuses unknown config keys) still reads the file."""
+    net = HealpixUNet(NSIDE, 1, [4, 8], backend="numpy", seed=2)
+    assert net.checkpointing is False and "checkpointing" not in net.config
+    net.save(tmp_path / "net.npz")
+    assert HealpixUNet.load(tmp_path / "net.npz", backend="numpy").checkpointing is False
+
+
+@pytest.mark.parametrize("cls", [HealpixUNet, CNN])
+@pytest.mark.parametrize("bad", [1, "yes", None])
+def test_a_value_that_is_not_a_bool_is_a_type_error(cls, bad):
+    with pytest.raises(TypeError, match="checkpointing must be True or False"):
+        cls(NSIDE, 1, [4, 8], backend="numpy", checkpointing=bad)
