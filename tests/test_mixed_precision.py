@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import foscat_core as fc  # noqa: E402
-from foscat_core.nn import HealpixUNet, PointwiseConv  # noqa: E402
+from foscat_core.nn import GCNN, HealpixUNet, PointwiseConv  # noqa: E402
 
 BF16_TOL = 2e-2
 
@@ -81,6 +81,12 @@ def test_cast_network_follows_with_its_stencils():
     assert y.dtype == torch.bfloat16 and rel(y, ref) < BF16_TOL
     net.float()
     assert conv1.stencil.dtype == "float32" and net(x).dtype == torch.float32
+
+
+def test_cast_refused_where_a_layer_cannot_follow():
+    # GCNN's wavelet transform holds its bank in the build dtype and has no cast: said at the cast
+    with pytest.raises(TypeError, match="build the network with dtype='bfloat16'"):
+        GCNN(in_nside=4, chanlist=(1, 4, 1), backend="torch").bfloat16()
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])

@@ -36,6 +36,12 @@ chosen for the traced form (nside 64 disc, B=8): the batch in the gathered colum
 per block, (N, B * C) layout) is 4-8x slower (transposes); the batch folded into the rows
 (indices shifted by b * N, a dynamic batch) is 1.2-3x slower.
 
+Low precision (a bfloat16 / float16 stencil, or ``torch.autocast``: see
+``TorchBackend.stencil_contract``): gathers and matmuls run in the 16-bit dtype, with the operator's
+values cast once (:meth:`TorchStencilOperator.in_dtype`, sharing the index tables);
+``embedding_bag`` sums in float32 inside, so only its output is rounded. The weight gradient, a sum
+over the batch and the row blocks, is accumulated in float32 and rounded once at the end.
+
 Not chosen, measured (CPU, nside 64, B=8, 32->32, 1 thread): one gather over the whole batch
 (x laid out as (N, B * C)) gathers ~25% faster but the matmul then needs a (B, N) transpose or
 P small matmuls, slower overall; ``torch.sparse_csr_tensor`` products are ~2x slower than
