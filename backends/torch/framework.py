@@ -139,3 +139,32 @@ class Framework(AdapterBase):
     def keras_layer(self, model, name=None):
         raise TypeError(f"as_keras_layer needs a network built with backend='tensorflow'; this one is on "
                         f"backend={self.backend.name!r} (save it and load it with backend='tensorflow')")
+
+    def checkpoint(self, fn, *args):
+        """``fn(*args)`` with its activations recomputed in the backward pass instead of kept
+        (``torch.utils.checkpoint``, non-reentrant) while grad is enabled and a module among
+        ``args`` trains; otherwise plainly ``fn(*args)``.
+
+        The modules ``fn`` uses must be among ``args``: the recomputation restores their buffers
+        afterwards, so batch-norm running statistics are updated once per step, as without."""
+        import contextlib
+
+        from torch.utils.checkpoint import checkpoint
+
+        torch = self.torch
+        modules = [a for a in args if isinstance(a, torch.nn.Module)]
+        if not (torch.is_grad_enabled() and any(m.training for m in modules)):
+            return fn(*args)
+        buffers = [b for m in modules for b in m.buffers()]
+
+        @contextlib.contextmanager
+        def keep_buffers():
+            kept = [b.detach().clone() for b in buffers]
+            try:
+                yield
+            finally:
+                with torch.no_grad():
+                    for b, k in zip(buffers, kept):
+                        b.copy_(k)
+
+        return checkpoint(fn, *args, use_reentrant=False, context_fn=lambda: (contextlib.nullcontext(), keep_buffers()))
