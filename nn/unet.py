@@ -31,6 +31,12 @@ def _apply(module, x):
     return module(x)
 
 
+def _up_block(up, dec, h, skip):
+    """A decoder block on the upsampled ``h`` and the skip; checkpointed as a whole, the concatenation
+    (the largest tensor of the level) is recomputed rather than kept."""
+    return dec(up.backend.xp.concat([up(h), skip], axis=1))
+
+
 class HealpixUNet(Network):
     """U-Net on HEALPix maps: oriented spherical convolutions, NESTED down/up, skip connections.
 
@@ -72,9 +78,10 @@ class HealpixUNet(Network):
     mask_missing : bool
         NaN inputs are missing cells, given to the network as validity channels (see :class:`Network`).
     checkpointing : bool
-        Activation checkpointing: in training (with gradients) each encoder and decoder block
-        keeps only its input and recomputes its activations in the backward pass, which lowers
-        the peak memory of a step for some extra compute; results are unchanged. Saved with the
+        Activation checkpointing: in training (with gradients) each encoder block, and each
+        decoder block with its upsampling and concatenation, keeps only its inputs and recomputes
+        its activations in the backward pass: a full-sky torch step's peak memory drops by ~1.5x
+        for up to ~1.5x its time (benchmarks/README.md); results are unchanged. Saved with the
         network (in its config when ``True``).
 
     Shapes: ``forward(x)`` with x (B, n_chan_in, N_cells) → (B, out_channels, N_cells).
@@ -127,7 +134,6 @@ class HealpixUNet(Network):
                                              seed=next(seeds)))
 
     def _forward(self, x):
-        xp = self.backend.xp
         skips, h = [], x
         for enc, down in zip(self.enc, self.downs):
             h = self._block(_apply, enc, h)
@@ -135,6 +141,6 @@ class HealpixUNet(Network):
             h = down(h)
         h = self._block(_apply, self.enc[len(self.chanlist) - 1], h)
         for up, dec, skip in zip(self.ups, self.dec, reversed(skips)):
-            h = self._block(_apply, dec, xp.concat([up(h), skip], axis=1))
-        return self.head(gauge_mean(xp, h, self.n_gauges))
+            h = self._block(_up_block, up, dec, h, skip)
+        return self.head(gauge_mean(self.backend.xp, h, self.n_gauges))
 

@@ -150,3 +150,24 @@ def test_without_it_the_config_and_file_are_as_before(tmp_path):
 def test_a_value_that_is_not_a_bool_is_a_type_error(cls, bad):
     with pytest.raises(TypeError, match="checkpointing must be True or False"):
         cls(NSIDE, 1, [4, 8], backend="numpy", checkpointing=bad)
+
+
+def test_tensorflow_eager_gradients_and_statistics_are_the_same():
+    """Outside a tf.function recompute_grad runs eagerly: the same gradients, and the batch-norm
+    statistics updated once."""
+    if "tensorflow" not in AUTOGRAD_BACKENDS:
+        pytest.skip("tensorflow is not installed")
+    import tensorflow as tf
+
+    x, y = _data("float64")
+    out = {}
+    for checkpointing in (False, True):
+        net = HealpixUNet(NSIDE, 1, [4, 8], backend="tensorflow", dtype="float64", seed=2, checkpointing=checkpointing)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean((net(x) - y) ** 2)
+        grads = tape.gradient(loss, net.parameters())
+        stats = [v.numpy() for name, v in net.named_variables() if "running" in name]
+        out[checkpointing] = (float(loss), [g.numpy() for g in grads], stats)
+    assert out[True][0] == pytest.approx(out[False][0], rel=1e-12)
+    for a, b in zip(out[True][1] + out[True][2], out[False][1] + out[False][2]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
