@@ -93,6 +93,10 @@ def gradient_norm(loss, x):
         _, grad = bk.value_and_grad(lambda t: loss.eval(t), bk.asarray(x, dtype=loss.dtype))
     except NoGradientError:
         return 0.0
+    except TypeError as err:  # JAX refuses outright to copy a traced x to NumPy
+        if "while JAX traces it" not in str(err):
+            raise
+        return 0.0
     return float(np.linalg.norm(bk.to_numpy(grad)))
 
 
@@ -143,7 +147,7 @@ def main(argv=None):
     try:
         Synthesis([cut], verbose=False).run(start, NUM_EPOCHS=1)
         refused = "not refused"
-    except ValueError as err:
+    except (ValueError, TypeError) as err:  # no gradient (torch, TF) or no NumPy copy of a traced x (JAX)
         refused = str(err).split(";")[0]
 
     every = max(1, iterations // 4)

@@ -37,4 +37,4 @@ def test_generator_example_helpers():
     target = ex.lognormal_target(8)
     assert target.shape == (768,) and abs(target.mean()) < 1e-9 and ex.moments(target)[0][0] > 1.0
     with pytest.raises(SystemExit):
-        ex.main(["--backend", "jax"])
+        ex.main(["--backend", "mxnet"])

@@ -265,9 +265,16 @@ def test_torch_save_of_a_whole_network_round_trips(tmp_path):
 
 
 @pytest.mark.skipif("torch" not in BACKENDS, reason="needs torch")
-def test_casting_a_torch_network_says_to_build_it_in_that_dtype():
+def test_casting_a_torch_network_casts_its_geometry_too():
     import torch
 
-    net = make("cnn", "torch").double()
-    with pytest.raises(TypeError, match="dtype='float64'"):
-        net(torch.zeros((1, 2, 12 * NSIDE**2)))  # float32, the dtype the network was built with
+    net = make("cnn", "torch")
+    x = np.random.default_rng(9).normal(size=(1, 2, 12 * NSIDE**2))
+    y32 = net.predict(x.astype(np.float32))
+    net = net.double()
+    assert net.dtype == "float64"
+    y64 = net.eval()(torch.as_tensor(x))
+    assert y64.dtype == torch.float64
+    np.testing.assert_allclose(y64.detach().numpy(), y32, rtol=1e-4, atol=1e-5)
+    with pytest.raises(TypeError, match="float64"):
+        net(torch.zeros((1, 2, 12 * NSIDE**2)))  # float32 input to a float64 network

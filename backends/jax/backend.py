@@ -101,8 +101,8 @@ class JaxBackend(Backend):
     def to_numpy(self, x):
         if isinstance(x, self.jax.core.Tracer):
             raise TypeError("cannot copy an array to NumPy while JAX traces it (jax.jit / jax.grad): it has no "
-                            "values yet, and leaving JAX would cut the gradient; keep the computation in backend "
-                            "operations on it")
+                            "values yet, and a NumPy copy would carry no gradient; keep the computation in "
+                            "backend operations on it")
         if self.is_native(x):
             return np.array(self.jax.device_get(x), copy=True)
         return np.array(x, copy=True)
