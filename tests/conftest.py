@@ -13,6 +13,10 @@ import pytest
 # Keep test stencil tables out of the user's cache folder.
 os.environ.setdefault("FOSCAT_CORE_CACHE_DIR", tempfile.mkdtemp(prefix="foscat_core_test_cache_"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One thread per worker process (pytest -n): with a thread per core in every worker the
+    # frameworks' spinning threads oversubscribe the cores and everything runs many times slower.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from foscat_core.backends.registry import BACKENDS as _REGISTRY
 
