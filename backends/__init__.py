@@ -13,7 +13,7 @@ import importlib
 import sys
 import threading
 
-from .base import Backend, NoGradientError
+from .base import Backend, NoGradientError, TracedHostCopyError
 from .registry import ALIASES, BACKENDS, BY_NAME, NAMES
 
 _instances = {}
@@ -237,5 +237,5 @@ def resolve_backend(backend=None, like=None):
     return owner if owner is not None else get_backend()
 
 
-__all__ = ["Backend", "NoGradientError", "NAMES", "get_backend", "set_backend", "resolve_backend", "backend_of",
-           "canonical_name"]
+__all__ = ["Backend", "NoGradientError", "TracedHostCopyError", "NAMES", "get_backend", "set_backend",
+           "resolve_backend", "backend_of", "canonical_name"]

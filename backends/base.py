@@ -16,6 +16,11 @@ class NoGradientError(ValueError):
     """The value does not depend on the differentiated input through backend operations."""
 
 
+class TracedHostCopyError(TypeError):
+    """A host (NumPy) copy of an array asked for while a framework traces it: it has no values yet,
+    and the copy would carry no gradient."""
+
+
 def check_loss_value(loss, is_tensor):
     """A loss function's result must be a scalar tensor of the framework (differentiable)."""
     if not is_tensor(loss):

@@ -43,7 +43,7 @@ from pathlib import Path
 import healpy as hp
 import numpy as np
 
-from foscat_core.backends import NoGradientError
+from foscat_core.backends import NoGradientError, TracedHostCopyError
 from foscat_core.nn import HealpixUNet
 from foscat_core.scattering import funct
 from foscat_core.synthesis import Loss, Synthesis
@@ -91,11 +91,7 @@ def gradient_norm(loss, x):
     bk = loss.backend
     try:
         _, grad = bk.value_and_grad(lambda t: loss.eval(t), bk.asarray(x, dtype=loss.dtype))
-    except NoGradientError:
-        return 0.0
-    except TypeError as err:  # JAX refuses outright to copy a traced x to NumPy
-        if "while JAX traces it" not in str(err):
-            raise
+    except (NoGradientError, TracedHostCopyError):  # JAX refuses the NumPy copy of a traced x outright
         return 0.0
     return float(np.linalg.norm(bk.to_numpy(grad)))
 
@@ -147,7 +143,7 @@ def main(argv=None):
     try:
         Synthesis([cut], verbose=False).run(start, NUM_EPOCHS=1)
         refused = "not refused"
-    except (ValueError, TypeError) as err:  # no gradient (torch, TF) or no NumPy copy of a traced x (JAX)
+    except (ValueError, TracedHostCopyError) as err:  # no gradient (torch, TF) or no NumPy copy of a traced x (JAX)
         refused = str(err).split(";")[0]
 
     every = max(1, iterations // 4)

@@ -3,7 +3,7 @@ JAX sees one. The stencil product is in :mod:`backends.jax.contract`."""
 
 import numpy as np
 
-from ..base import Backend, NoGradientError
+from ..base import Backend, NoGradientError, TracedHostCopyError
 from .contract import JaxStencilOperator, stencil_contract
 
 
@@ -100,9 +100,9 @@ class JaxBackend(Backend):
 
     def to_numpy(self, x):
         if isinstance(x, self.jax.core.Tracer):
-            raise TypeError("cannot copy an array to NumPy while JAX traces it (jax.jit / jax.grad): it has no "
-                            "values yet, and a NumPy copy would carry no gradient; keep the computation in "
-                            "backend operations on it")
+            raise TracedHostCopyError(
+                "cannot copy an array to NumPy while JAX traces it (jax.jit / jax.grad): it has no values yet, "
+                "and a NumPy copy would carry no gradient; keep the computation in backend operations on it")
         if self.is_native(x):
             return np.array(self.jax.device_get(x), copy=True)
         return np.array(x, copy=True)
