@@ -30,6 +30,62 @@ def check_loss_value(loss, is_tensor):
                          "reduce it, e.g. with a mean")
 
 
+class SingleProcess:
+    """The distribution contract of ``fit`` and ``Synthesis.run``, and its single-process default.
+
+    ``backend.nn.distribution(model=None)`` returns an object with this interface: this one
+    where nothing is distributed (NumPy, JAX, or torch / TensorFlow outside a process group or a
+    ``tf.distribute`` strategy); ``backends/torch/distributed.py`` (an initialised
+    ``torch.distributed`` process group) and ``backends/tensorflow/distributed.py`` (a
+    ``tf.distribute`` strategy) implement it for several replicas.
+
+    A global batch of ``n`` samples is cut into ``world_size`` contiguous shards (replica ``r``
+    takes ``shard(n, r)``); each replica's gradient of ``share * mean loss over its shard``
+    (``share = n_r / n``) is summed over the replicas, which equals the single-process gradient
+    of the mean loss over the global batch.
+
+    Attributes
+    ----------
+    active : bool
+        False here: ``fit`` runs its ordinary single-process loop.
+    world_size : int
+        Number of replicas (1 here).
+    rank : int
+        This process's rank (0 here).
+    is_main : bool
+        True on the process that logs and writes checkpoints (rank 0).
+
+    Examples
+    --------
+    >>> from foscat_core.backends import get_backend
+    >>> dist = get_backend("numpy").nn.distribution()
+    >>> dist.active, dist.world_size, dist.is_main, dist.shard(5)
+    (False, 1, True, slice(0, 5, None))
+    """
+
+    active = False
+    world_size = 1
+    rank = 0
+    is_main = True
+
+    def shard(self, n, rank=None):
+        """The slice of a global batch of ``n`` samples that replica ``rank`` (default: this
+        process) takes: contiguous, sizes differing by at most one (``np.array_split``'s)."""
+        rank = self.rank if rank is None else rank
+        return slice(rank * n // self.world_size, (rank + 1) * n // self.world_size)
+
+    def sum_host(self, values):
+        """Element-wise sum over the processes of a float64 NumPy vector (here: itself)."""
+        return np.asarray(values, dtype=np.float64)
+
+    def gather_host(self, array):
+        """The NumPy ``array`` of every process, in rank order (here: ``[array]``)."""
+        return [array]
+
+
+SINGLE_PROCESS = SingleProcess()
+
+
 class Backend:
     """Base class of the NumPy, PyTorch and TensorFlow adapters.
 

@@ -234,18 +234,40 @@ class Norm(NativeModule):
         if not self.training or x.shape[0] == 0:  # an empty batch has no statistics: keep the running ones
             mean, var = self.running_mean, self.running_var
             return (x - xp.reshape(mean, (1, -1, 1))) / xp.sqrt(xp.reshape(var, (1, -1, 1)) + self.eps)
-        mean = xp.mean(x, axis=(0, 2), keepdims=True)
-        var = xp.mean((x - mean) ** 2, axis=(0, 2), keepdims=True)
-        self._update_running(mean, var, x)
+        sync = self.fw.norm_sync
+        if sync is not None:
+            mean, var, n = self._global_moments(x, sync)
+        else:
+            mean = xp.mean(x, axis=(0, 2), keepdims=True)
+            var = xp.mean((x - mean) ** 2, axis=(0, 2), keepdims=True)
+            n = self.backend.size_along(x, (0, 2))
+        self._update_running(mean, var, n)
         return (x - mean) / xp.sqrt(var + self.eps)
 
-    def _update_running(self, mean, var, x):
+    def _global_moments(self, x, sync):
+        """Mean and (biased) variance per channel, shape (1, C, 1), over the global batch of
+        which ``x`` (B_r, C, N) is this replica's shard, and the global count (1, C, 1) of values:
+        ``sync`` is the framework's differentiable sum over the replicas (``fw.norm_sync``, set
+        while ``fit`` trains on several), so the gradient flows through the other replicas'
+        statistics as through one batch."""
+        xp = self.backend.xp
+        total = xp.sum(x, axis=(0, 2), keepdims=True)
+        count = total * 0 + self.backend.size_along(x, (0, 2))  # (1, C, 1); x is finite here
+        sums = xp.concat([total, count], axis=0)
+        sums = sync(sums)  # (2, C, 1): sum of x and count
+        n = sums[1:2]
+        mean = sums[0:1] / n
+        var = sync(xp.sum((x - mean) ** 2, axis=(0, 2), keepdims=True)) / n
+        return mean, var, n
+
+    def _update_running(self, mean, var, n):
+        """Running averages from the batch ``mean``/``var`` over ``n`` values per channel (a
+        float, or a tensor when the count is only known at run time or comes from the replicas)."""
         xp, m = self.backend.xp, self.momentum
-        n = self.backend.size_along(x, (0, 2))
         if isinstance(n, float):
             correction = n / (n - 1) if n > 1 else 1.0
-        else:  # a run-time count (traced batch dimension)
-            correction = n / xp.maximum(n - 1, 1)
+        else:  # a run-time count (traced batch dimension, or summed over the replicas)
+            correction = xp.reshape(n / xp.maximum(n - 1, 1), (-1,))
         new_mean = (1 - m) * self.running_mean + m * xp.reshape(mean, (-1,))
         new_var = (1 - m) * self.running_var + m * xp.reshape(var, (-1,)) * correction
         self.fw.assign(self.running_mean, new_mean)

@@ -109,34 +109,62 @@ def fit(net, x_train, y_train=None, x_val=None, y_val=None, *, n_epoch, batch_si
             rng.bit_generator.state = header["rng"]
             history = header["history"]
             stopper = EarlyStopping(patience, header.get("early_stopping"), best)
-        step = net.fw.trainer(net, objective, opt)
+        dist = net.fw.distribution(net)
         start = len(history["train_loss"])
-        return _epochs(net, train, val, step, opt, objective, rng, history, stopper, start, n_epoch, batch_size,
-                       lr, weight_decay, schedule, checkpoint, verbose, view_epoch)
+        if not dist.active:
+            step = net.fw.trainer(net, objective, opt)
+            return _epochs(net, train, val, step, opt, objective, rng, history, stopper, start, n_epoch,
+                           batch_size, lr, weight_decay, schedule, checkpoint, verbose, view_epoch, dist)
+        dist.broadcast(net)  # every replica starts from the same weights and statistics
+        step = dist.trainer(net, objective, opt)
+        with dist.syncing(net):
+            return _epochs(net, train, val, step, opt, objective, rng, history, stopper, start, n_epoch,
+                           batch_size, lr, weight_decay, schedule, checkpoint, verbose and dist.is_main,
+                           view_epoch, dist)
+
+
+def _train_epoch(net, train, step, rng, batch_size, dist):
+    """Mean training loss of one epoch over the global batches (the same on every replica)."""
+    total, count = 0.0, 0
+    shard = None if not dist.active else _shard_of(dist, "batch_size")
+    for x, y, w, n in train.batches(batch_size, rng if train.shuffled else None, shard=shard):
+        args = (net._batch(x), net._batch(y), None if w is None else net._batch(w))
+        total += (step(*args, len(x) / n) if dist.active else step(*args)) * n
+        count += n
+    return total / count
+
+
+def _shard_of(dist, name):
+    """``n -> slice`` of a global batch of ``n`` samples this replica takes (at least one sample)."""
+
+    def shard(n):
+        if n < dist.world_size:
+            raise ValueError(f"a global batch of {n} sample(s) cannot be shared by {dist.world_size} replicas "
+                             f"(each needs at least one): give {name} >= {dist.world_size} and a number of "
+                             f"samples whose last batch holds at least {dist.world_size}")
+        return dist.shard(n)
+
+    return shard
 
 
 def _epochs(net, train, val, step, opt, objective, rng, history, stopper, start, n_epoch, batch_size, lr,
-            weight_decay, schedule, checkpoint, verbose, view_epoch):
+            weight_decay, schedule, checkpoint, verbose, view_epoch, dist):
     bar = tqdm(range(start, n_epoch), desc=f"fit {type(net).__name__} ({net.backend.name})", disable=not verbose)
     for epoch in bar:
         epoch_lr = scheduled_lr(lr, schedule, epoch)
         opt.set_hyper(epoch_lr, weight_decay)
         net.train()
-        total, count = 0.0, 0
-        for x, y, w in train.batches(batch_size, rng if train.shuffled else None):
-            total += step(net._batch(x), net._batch(y), None if w is None else net._batch(w)) * len(x)
-            count += len(x)
-        history["train_loss"].append(total / count)
+        history["train_loss"].append(_train_epoch(net, train, step, rng, batch_size, dist))
         history["lr"].append(epoch_lr)
         line = {"train": f"{history['train_loss'][-1]:.4g}"}
         if val is not None:
-            history["val_loss"].append(evaluate(net, val, batch_size, objective))
+            history["val_loss"].append(evaluate(net, val, batch_size, objective, dist))
             line["val"] = f"{history['val_loss'][-1]:.4g}"
         monitored = history["val_loss"][-1] if val is not None else history["train_loss"][-1]
         stop = stopper.update(net, monitored, epoch)
         if stopper.patience is not None:
             history["best_epoch"] = stopper.best_epoch
-        if checkpoint is not None:
+        if checkpoint is not None and dist.is_main:
             state = {"rng": rng.bit_generator.state, "history": history, "early_stopping": stopper.state()}
             write_checkpoint(checkpoint, net, opt, state, stopper.best_weights)
         bar.set_postfix(line)
@@ -152,15 +180,21 @@ def _epochs(net, train, val, step, opt, objective, rng, history, stopper, start,
     return history
 
 
-def evaluate(net, data, batch_size, objective):
-    """Mean loss over ``data`` in evaluation mode (samples weighted by batch size)."""
+def evaluate(net, data, batch_size, objective, dist=None):
+    """Mean loss over ``data`` in evaluation mode (samples weighted by batch size); with an active
+    ``dist`` each replica evaluates its shard of every batch and the sums are added up."""
     total, count = 0.0, 0
+    shard = dist.shard if dist is not None and dist.active else None
     with network_lock(net), eval_mode(net):
         run = net._evaluator()
-        for x, y, w in data.batches(batch_size):
+        for x, y, w, _ in data.batches(batch_size, shard=shard):
+            if len(x) == 0:  # a batch smaller than the number of replicas leaves some without samples
+                continue
             value = objective(run(net._batch(x)), net._batch(y), None if w is None else net._batch(w))
             total += float(net.backend.to_numpy(value)) * len(x)
             count += len(x)
+    if shard is not None:
+        total, count = dist.sum_host([total, count])
     return total / count
 
 

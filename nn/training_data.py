@@ -38,15 +38,21 @@ class ArrayData:
         check_sample_count(self.y, self.n_samples, y_name, x_name)
         self.w = None if w is None else as_weight_array(w, self.n_samples, target_shape(net), w_name)
 
-    def batches(self, batch_size, rng=None):
-        """``(x, y, w)`` host batches; shuffled when ``rng`` is given (fit's training data)."""
+    def batches(self, batch_size, rng=None, shard=None):
+        """``(x, y, w, n)`` host batches; shuffled when ``rng`` is given (fit's training data).
+
+        ``n`` is the size of the global batch; with ``shard`` (a function ``n -> slice``, a
+        replica's part of a global batch of ``n`` samples) only that part is read and returned.
+        """
         order = None if rng is None else rng.permutation(self.n_samples)
         for start in range(0, self.n_samples, batch_size):
+            n = min(batch_size, self.n_samples - start)
+            lo, hi = (0, n) if shard is None else _bounds(shard(n))
             if order is None:
-                idx = slice(start, start + batch_size)
+                idx = slice(start + lo, start + hi)
             else:
-                idx = order[start:start + batch_size]
-            yield self._read(self.x, idx, True), self._read(self.y, idx, False), take_weights(self.w, idx)
+                idx = order[start + lo:start + hi]
+            yield self._read(self.x, idx, True), self._read(self.y, idx, False), take_weights(self.w, idx), n
 
     def _read(self, part, idx, inputs):
         if not isinstance(part, LazyArray):
@@ -72,7 +78,9 @@ class IterableData:
         self.source = IterableSource(source, name, n_epoch)
         self.has_weights = None
 
-    def batches(self, batch_size=None, rng=None):
+    def batches(self, batch_size=None, rng=None, shard=None):
+        """``(x, y, w, n)`` for each batch of the source (``n`` its size); with ``shard`` (a
+        function ``n -> slice``) the replica's part of it: every replica reads the same batches."""
         n = 0
         for i, item in enumerate(self.source):
             where = f"{self.name} batch {i}"
@@ -85,9 +93,20 @@ class IterableData:
             y = self.net._host_targets(item[1], f"{where} (y)", len(x))
             w = as_weight_array(item[2], len(x), target_shape(self.net), f"{where} (w)") if len(item) == 3 else None
             n += len(x)
-            yield x, y, w
+            if shard is None:
+                yield x, y, w, len(x)
+            else:
+                part = shard(len(x))
+                yield x[part], y[part], (w if w is None or w.shape[0] == 1 else w[part]), len(x)
         if n == 0:
             raise ValueError(f"{self.name} yielded no batch: fit needs at least one sample")
+
+
+def _bounds(part):
+    """``(start, stop)`` of a slice from ``shard`` (no step)."""
+    if not isinstance(part, slice) or part.step not in (None, 1):
+        raise TypeError(f"shard must return a contiguous slice, got {part!r}")
+    return part.start, part.stop
 
 
 def training_data(net, x, y, w, names, n_epoch):
@@ -174,7 +193,7 @@ def data_moments(net, data, batch_size):
     batches (targets: regression only)."""
     regression = net.task == "regression"
     xm, ym = ChannelMoments(net.n_chan_in), ChannelMoments(net.out_channels) if regression else None
-    for x, y, _ in data.batches(batch_size):
+    for x, y, _, _ in data.batches(batch_size):
         xm.update(x)
         if regression:
             ym.update(y)

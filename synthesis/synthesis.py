@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 
 from ._checks import dataarray_start, free_entries, host_array, positive_float
+from ._distributed import distribution_of, mask_share
 from ._lbfgs import LbfgsLoop
 from ._run_report import RunReport
 from .loss import Loss
@@ -163,7 +164,8 @@ class Synthesis:
 
     # --- the optimisation ------------------------------------------------------------------------
     def run(self, in_x, NUM_EPOCHS=100, EVAL_FREQUENCY=100, factr=10.0, NUM_STEP_BIAS=1, batchsz=1, totalsz=1,
-            grd_mask=None, idx_grd=None, KEEP_TRACK=None, MESSAGE="", axis=0, verbose=None, options=None):
+            grd_mask=None, idx_grd=None, KEEP_TRACK=None, MESSAGE="", axis=0, verbose=None, options=None,
+            distributed=None):
         """Synthesise a map: L-BFGS-B from ``in_x`` on the sum of the losses.
 
         Parameters
@@ -210,6 +212,16 @@ class Synthesis:
             Extra scipy L-BFGS-B options. Defaults: ``maxcor=10``, ``gtol=0`` (no stop on the
             projected gradient: synthesis losses get very small), ``maxls=20``,
             ``maxfun=max(15000, 4 * NUM_EPOCHS)``.
+        distributed : bool, optional
+            Under several processes (an initialised ``torch.distributed`` process group, e.g.
+            ``torchrun``), each given the same ``in_x``: ``True`` splits the maps along the
+            leading axis into contiguous shares, one per rank (``B >= world size``), each rank
+            optimises its share (losses, ``grd_mask``, ``KEEP_TRACK`` and the history see that
+            share; rank 0 alone prints), and the shares are gathered so that every rank returns
+            the whole batch. This is the single-process answer when the loss is a sum (or mean)
+            of per-map terms, each map then reaching its own minimum. ``None`` (default) splits
+            when there are several processes and ``in_x`` is a batch (B, C, N) (3 or more axes);
+            ``False`` never splits (every rank optimises all of ``in_x``).
 
         Returns
         -------
@@ -238,6 +250,11 @@ class Synthesis:
         """
         in_x, grd_mask, wrap = dataarray_start(in_x, grd_mask)
         x0 = host_array(in_x, "in_x")
+        dist = distribution_of(self.backend, x0.shape, distributed)
+        if dist is not None:
+            part = dist.shard(len(x0))
+            grd_mask = None if grd_mask is None else mask_share(grd_mask, x0.shape, part)
+            x0 = x0[part]
         NUM_EPOCHS = check_positive_int(NUM_EPOCHS, "NUM_EPOCHS")
         EVAL_FREQUENCY = check_positive_int(EVAL_FREQUENCY, "EVAL_FREQUENCY")
         NUM_STEP_BIAS = check_positive_int(NUM_STEP_BIAS, "NUM_STEP_BIAS")
@@ -250,7 +267,7 @@ class Synthesis:
             raise TypeError(f"KEEP_TRACK must be a callable, a bool or None, got {type(KEEP_TRACK).__name__}")
         if not isinstance(MESSAGE, str):
             raise TypeError(f"MESSAGE must be a string, got {type(MESSAGE).__name__}")
-        verbose = self.verbose if verbose is None else bool(verbose)
+        verbose = (self.verbose if verbose is None else bool(verbose)) and (dist is None or dist.is_main)
         free, weight = free_entries(x0.shape, grd_mask, idx_grd)
         opts = {"maxcor": 10, "gtol": 0.0, "maxls": 20, "maxfun": max(15000, 4 * NUM_EPOCHS)}
         opts.update(options or {})
@@ -273,6 +290,8 @@ class Synthesis:
         loop.guard.warn(loop.accepted["f"])
         out_dtype = x0.dtype if np.issubdtype(x0.dtype, np.floating) else np.float64
         out = full.reshape(shape).astype(out_dtype)
+        if dist is not None:
+            out = np.concatenate(dist.gather_host(out), axis=0)
         return out if wrap is None else wrap(out)
 
     def _restarts(self, loop, report, num_epochs, num_restarts):

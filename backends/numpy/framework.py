@@ -57,6 +57,14 @@ class Framework(AdapterBase):
     def evaluator(self, model):
         return model
 
+    norm_sync = None  # batch-norm statistics are never synchronised across processes here
+
+    def distribution(self, model=None):
+        """Always the single-process default (see :class:`~foscat_core.backends.base.SingleProcess`)."""
+        from ..base import SINGLE_PROCESS
+
+        return SINGLE_PROCESS
+
     def keras_layer(self, model, name=None):
         raise TypeError(f"as_keras_layer needs a network built with backend='tensorflow'; this one is on "
                         f"backend={self.backend.name!r} (save it and load it with backend='tensorflow')")

@@ -91,6 +91,14 @@ class Framework(AdapterBase):
         # Traced per training flag: the flag is a Python value read while tracing.
         return self.tf.function(lambda x: model(x), reduce_retracing=True)
 
+    norm_sync = None
+
+    def distribution(self, model=None):
+        """The single-process default (see :class:`~foscat_core.backends.base.SingleProcess`)."""
+        from ..base import SINGLE_PROCESS
+
+        return SINGLE_PROCESS
+
     def keras_layer(self, model, name=None):
         """``model`` as a ``keras.layers.Layer`` whose weights are its ``tf.Variable``s (see keras_layer.py)."""
         from .keras_layer import keras_layer

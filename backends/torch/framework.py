@@ -36,7 +36,13 @@ def _follow_dtype(root, dtype):
 
 
 class Framework(AdapterBase):
-    """What a network needs from torch beyond arrays (``backend.nn``)."""
+    """What a network needs from torch beyond arrays (``backend.nn``).
+
+    ``norm_sync``: ``None``, or (while ``fit`` trains under a process group) a differentiable
+    sum over the ranks that batch-norm layers use for their statistics (see ``distributed.py``).
+    """
+
+    norm_sync = None
 
     def __init__(self, backend):
         import torch
@@ -105,6 +111,8 @@ class Framework(AdapterBase):
         contiguous result for a strided (B, C, N) input (a convolution's output, a transposed
         (B, N, C)) where its shape function promises the input's strides, and graphs run
         without Inductor (``backend="aot_eager"``) then fail on the next view."""
+        if self.norm_sync is not None:
+            return None  # statistics over the global batch: the written-once version, synchronised
         if is_compiling(self.torch):
             x = x.contiguous()
         return self.torch.nn.functional.batch_norm(x, norm.running_mean, norm.running_var, norm.scale, norm.shift,
@@ -128,6 +136,15 @@ class Framework(AdapterBase):
             return float(loss.detach())
 
         return step
+
+    def distribution(self, model=None):
+        """The distribution ``fit`` and ``Synthesis.run`` follow: a :class:`~.distributed.ProcessGroup`
+        when ``torch.distributed`` has an initialised process group (``torchrun``), otherwise
+        the single-process default (see :class:`~foscat_core.backends.base.SingleProcess`)."""
+        from ..base import SINGLE_PROCESS
+        from .distributed import distribution
+
+        return distribution(self.torch, self) or SINGLE_PROCESS
 
     def evaluator(self, model):
         def run(x):
