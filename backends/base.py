@@ -171,11 +171,25 @@ class Backend:
         """Gather ``x`` along ``axis`` with a 1-D index array (from :meth:`index_array`)."""
         return self.xp.take(x, idx, axis=axis)
 
-    def sparse_operator(self, indptr, indices, data, shape, dtype):
-        """A sparse CSR matrix of ``shape`` (rows = output cells) ready for :meth:`stencil_contract`.
+    def sparse_operator(self, forms, dtype):
+        """The operator of ``forms`` (a :class:`~backends.sparse_forms.SparseForms`, its host
+        forms, made once in the core) on this backend, ready for :meth:`stencil_contract` and
+        :meth:`sparse_matmul`, its values in the floating type named ``dtype``. A backend only
+        uploads forms (on first use of each); it derives none itself.
+        """
+        raise NotImplementedError
 
-        ``indptr`` (n_rows + 1,), ``indices`` (nnz,) int64 and ``data`` (nnz,) float64 NumPy
-        arrays; ``dtype`` the name of the floating type to hold the values in.
+    def sparse_matmul(self, op, x):
+        """``op @ x``: a plain sparse-dense product, differentiable in ``x``.
+
+        Parameters
+        ----------
+        op : sparse operator from :meth:`sparse_operator`, shape (N_out, N_in)
+        x : native array, shape (N_in, L)
+
+        Returns
+        -------
+        native array, shape (N_out, L)
         """
         raise NotImplementedError
 

@@ -4,7 +4,7 @@ JAX sees one. The stencil product is in :mod:`backends.jax.contract`."""
 import numpy as np
 
 from ..base import Backend, NoGradientError, TracedHostCopyError
-from .contract import JaxStencilOperator, stencil_contract
+from .contract import JaxStencilOperator, sparse_matmul, stencil_contract
 
 
 def _jax():
@@ -132,9 +132,9 @@ class JaxBackend(Backend):
     def take(self, x, idx, axis):
         return self.jax.numpy.take(x, idx, axis=axis)
 
-    def sparse_operator(self, indptr, indices, data, shape, dtype):
+    def sparse_operator(self, forms, dtype):
         self._check_x64(dtype)
-        return JaxStencilOperator(self._put_concrete, indptr, indices, data, shape, np.dtype(dtype), self.device)
+        return JaxStencilOperator(self._put_concrete, forms, np.dtype(dtype), self.device)
 
     def _put_concrete(self, host, device):
         with self.jax.ensure_compile_time_eval():  # concrete under jax.jit too (see asarray)
@@ -142,6 +142,9 @@ class JaxBackend(Backend):
 
     def stencil_contract(self, xt, wr, op):
         return stencil_contract(self.jax, xt, wr, op, per_sample=self.device.platform == "cpu")
+
+    def sparse_matmul(self, op, x):
+        return sparse_matmul(op, x)
 
     def value_and_grad(self, fn, x):
         value, _, grad = self._value_and_grad(lambda t: (fn(t), []), x)

@@ -35,8 +35,12 @@ class NumpyBackend(Backend):
     def to_numpy(self, x):
         return np.array(x, copy=True)
 
-    def sparse_operator(self, indptr, indices, data, shape, dtype):
-        return sp.csr_matrix((np.asarray(data, dtype=dtype), indices, indptr), shape=shape)
+    def sparse_operator(self, forms, dtype):
+        indptr, indices, data = forms.csr("contract", 1)
+        return sp.csr_matrix((np.asarray(data, dtype=dtype), indices, indptr), shape=forms.shape)
+
+    def sparse_matmul(self, op, x):
+        return np.asarray(op @ x)
 
     def stencil_contract(self, xt, wr, op):
         n_points = op.shape[1] // xt.shape[1]

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..base import Backend, NoGradientError
 from .namespace import TensorflowNamespace
-from .sparse import TfStencilOperator, stencil_contract
+from .sparse import TfStencilOperator, plain_matmul, stencil_contract
 
 
 def _tf():
@@ -103,16 +103,20 @@ class TensorflowBackend(Backend):
     def take(self, x, idx, axis):
         return self.tf.gather(x, idx, axis=axis)
 
-    def sparse_operator(self, indptr, indices, data, shape, dtype):
+    def sparse_operator(self, forms, dtype):
         # Built eagerly even when first asked for inside a tf.function trace: an operator cached
         # on the stencil must not belong to one graph.
         with self.tf.init_scope(), self.tf.device(self.device):
-            return TfStencilOperator(self.tf, indptr, indices, data, shape, self.dtype(dtype), self.device)
+            return TfStencilOperator(self.tf, forms, self.dtype(dtype), self.device)
 
     def stencil_contract(self, xt, wr, op):
         # COO sparse-dense products per batch element, gradient in the dense operand: see sparse.py.
         with self.tf.device(self.device):
             return stencil_contract(self.tf, xt, wr, op)
+
+    def sparse_matmul(self, op, x):
+        with self.tf.device(self.device):
+            return plain_matmul(self.tf, op, x)
 
     def pow(self, x, p):
         return self.tf.pow(x, p)

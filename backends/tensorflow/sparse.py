@@ -20,8 +20,7 @@ Forward, two equivalent orders; the one whose sparse stage carries fewer channel
 
 * interpolate first (``C_in <= C_out``): ``A_i`` (N_out * P, N_in), row ``n * P + p`` = the
   bilinear weights of tap p of cell n, interpolates ``xt[b]`` to (N_out, P * C_in), then one dense
-  matmul with the kernel reordered to (P * C_in, C_out). For P = 1 (the scattering operator's
-  depthwise interpolation) ``A_i`` is ``A`` itself, and an identity kernel is skipped.
+  matmul with the kernel reordered to (P * C_in, C_out). For P = 1 ``A_i`` is ``A`` itself.
 * contract first (``C_in > C_out``): ``z = xt[b] @ wr`` viewed as (N_in * P, C_out), then ``A @ z``.
 
 The dense stages and reshapes are ordinary TensorFlow ops, so their gradients are TensorFlow's own
@@ -53,27 +52,31 @@ class TfStencilOperator:
     """A sparse operator (N_out, N_in * P) for :func:`stencil_contract`.
 
     Built eagerly (the backend wraps the constructor in ``tf.init_scope()`` and
-    ``tf.device(...)``) from CSR arrays; only the COO components of the forms actually used are
-    kept (the contract form ``A`` at construction, the interpolate-first form ``A_i`` on first use
-    for a given P), no host copy.
+    ``tf.device(...)``) from its host forms (``backends/sparse_forms.py``): the COO components of
+    the forms actually used are uploaded (the contract form ``A`` at construction, the
+    interpolate-first form ``A_i`` or its padded rows on first use for a given P), nothing is
+    read back from the device.
     """
 
-    def __init__(self, tf, indptr, indices, data, shape, dtype, device):
+    def __init__(self, tf, forms, dtype, device):
         self.tf = tf
-        self.shape = tuple(int(s) for s in shape)
+        self.shape = forms.shape
         self.dtype = dtype
         self.device = device
-        indptr = np.asarray(indptr, dtype=np.int64)
-        nnz = int(indptr[-1])
-        wide = max(nnz, *self.shape) >= 2**31 - 1
-        self._index_dtype = np.int64 if wide else np.int32
-        coo = _aligned_empty((nnz, 2), self._index_dtype)
-        coo[:, 0] = np.repeat(np.arange(self.shape[0], dtype=self._index_dtype), np.diff(indptr))
-        coo[:, 1] = np.asarray(indices)[:nnz]
-        values = _aligned_empty((nnz,), dtype.as_numpy_dtype)
-        values[:] = np.asarray(data)[:nnz]
-        with tf.init_scope(), tf.device(device):
-            self._forms = {"contract": (self._tensor(coo), self._tensor(values), self._shape_tensor(self.shape))}
+        self._host = forms
+        self._forms = {}
+        self._forms["contract"] = self._upload_coo("contract", 1)
+
+    def _upload_coo(self, kind, n_points):
+        rows, cols, values = self._host.coo(kind, n_points)
+        coo = _aligned_empty((len(rows), 2), self._host.index_dtype)
+        coo[:, 0], coo[:, 1] = rows, cols
+        del rows, cols
+        vals = _aligned_empty((len(values),), self.dtype.as_numpy_dtype)
+        vals[:] = values
+        shape = self._host.form_shape(kind, n_points)
+        with self.tf.init_scope(), self.tf.device(self.device):
+            return self._tensor(coo), self._tensor(vals), self._shape_tensor(shape)
 
     def _tensor(self, array):
         """A tensor over a host array made by :func:`_aligned_empty`: shared, not copied, on CPU (a
@@ -96,49 +99,17 @@ class TfStencilOperator:
             return self._forms["contract"]
         key = ("interp", n_points)
         if key not in self._forms:
-            tf = self.tf
-            with tf.init_scope(), tf.device(self.device):
-                idx, values, _ = self._forms["contract"]
-                host = idx.numpy()
-                rows = host[:, 0] * n_points + host[:, 1] % n_points
-                cols = host[:, 1] // n_points
-                del host
-                order = np.lexsort((cols, rows))  # row-major, as a CSR conversion needs
-                coo = _aligned_empty((len(order), 2), rows.dtype)
-                np.take(rows, order, out=coo[:, 0])
-                np.take(cols, order, out=coo[:, 1])
-                del rows, cols
-                vals = _aligned_empty((len(order),), values.dtype.as_numpy_dtype)
-                np.take(values.numpy(), order, out=vals)
-                del order
-                values = self._tensor(vals)
-                shape = (self.shape[0] * n_points, self.shape[1] // n_points)
-                self._forms[key] = (self._tensor(coo), values, self._shape_tensor(shape))
+            self._forms[key] = self._upload_coo("interp", n_points)
         return self._forms[key]
 
     def ell(self, n_points):
         """Padded-row tables ``(cols, vals)`` of ``A_i`` (rows ``n * P + p``, see :meth:`form`)
-        for P = ``n_points``, each of shape (N_out * P, m), m the most nonzeros of a row (int32
-        columns when they fit, zero-weight padding); made on the host once per P, rows in CSR
-        order, as ``backends/jax`` does."""
+        for P = ``n_points``, each of shape (N_out * P, m), m the most nonzeros of a row."""
         key = ("ell", n_points)
         if key not in self._forms:
-            tf = self.tf
-            with tf.init_scope(), tf.device(self.device):
-                idx, values, _ = self._forms["contract"]
-                idx, values = idx.numpy().astype(np.int64), values.numpy()
-                n_rows = self.shape[0] * n_points
-                rows, cols = idx[:, 0] * n_points + idx[:, 1] % n_points, idx[:, 1] // n_points
-                order = np.argsort(rows, kind="stable")
-                rows, cols, values = rows[order], cols[order], values[order]
-                counts = np.bincount(rows, minlength=n_rows)
-                slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
-                width = max(int(counts.max(initial=0)), 1)
-                ell_cols = np.zeros((n_rows, width), dtype=self._index_dtype)
-                ell_vals = np.zeros((n_rows, width), dtype=values.dtype)
-                ell_cols[rows, slot] = cols
-                ell_vals[rows, slot] = values
-                self._forms[key] = (tf.constant(ell_cols), tf.constant(ell_vals))
+            cols, vals = self._host.ell("interp", n_points)
+            with self.tf.init_scope(), self.tf.device(self.device):
+                self._forms[key] = (self.tf.constant(cols), self.tf.constant(vals.astype(self.dtype.as_numpy_dtype)))
         return self._forms[key]
 
     def csr(self, form):
@@ -192,31 +163,6 @@ def sparse_matmul(tf, op, form, b, adjoint=False):
     return product(b)
 
 
-def _static_value(tf, t):
-    """The value of ``t`` when it is known without running anything (an eager tensor, a graph
-    constant, or an eager tensor captured by the ``tf.function`` being traced), else ``None``."""
-    try:
-        value = tf.get_static_value(t)
-    except (TypeError, ValueError, AttributeError):
-        value = None
-    if value is None and not tf.executing_eagerly():
-        for external, internal in getattr(getattr(t, "graph", None), "captures", ()):
-            if internal is t:
-                try:
-                    return tf.get_static_value(external)
-                except (TypeError, ValueError, AttributeError):
-                    return None
-    return value
-
-
-def _is_identity(tf, wr):
-    n = int(wr.shape[0])
-    if int(wr.shape[1]) != n or n > 256:
-        return False
-    value = _static_value(tf, wr)
-    return value is not None and np.array_equal(value, np.eye(n, dtype=value.dtype))
-
-
 def stencil_contract(tf, xt, wr, op):
     """See ``Backend.stencil_contract``; ``op`` a :class:`TfStencilOperator`."""
     n_in = int(xt.shape[1])
@@ -229,21 +175,15 @@ def stencil_contract(tf, xt, wr, op):
         return _gather_contract(tf, xt, wr, op, n_points, c_in, c_out)
     if c_in <= c_out:
         a_i = op.form("interp", n_points)
-        identity = n_points == 1 and _is_identity(tf, wr)
         # (C_in, P * C_out) -> (P * C_in, C_out): row p * C_in + c, column o.
-        w_i = None if identity else tf.reshape(tf.transpose(tf.reshape(wr, (c_in, n_points, c_out)), (1, 0, 2)),
-                                               (n_points * c_in, c_out))
+        w_i = tf.reshape(tf.transpose(tf.reshape(wr, (c_in, n_points, c_out)), (1, 0, 2)), (n_points * c_in, c_out))
         if batch is None:  # the batch as extra columns of one product (no loop in the graph)
             xi = sparse_matmul(tf, op, a_i, tf.reshape(tf.transpose(xt, (1, 0, 2)), (n_in, -1)))
             xi = tf.transpose(tf.reshape(xi, (n_out, n_points, -1, c_in)), (2, 0, 1, 3))
-            if identity:
-                return tf.reshape(xi, (-1, n_out, c_in))
             return tf.reshape(tf.linalg.matmul(tf.reshape(xi, (-1, n_points * c_in)), w_i), (-1, n_out, c_out))
 
         def one(xb):
             xi = sparse_matmul(tf, op, a_i, xb)
-            if identity:
-                return xi
             return tf.linalg.matmul(tf.reshape(xi, (n_out, n_points * c_in)), w_i)
 
     else:
@@ -284,8 +224,6 @@ def _gather_contract(tf, xt, wr, op, n_points, c_in, c_out):
     (B, N_in * P, C_out) product, whose gradients (as many scatter-adds) took ~10x longer on CPU."""
     cols, vals = op.ell(n_points)
     interp = _weighted_gather(tf, xt, cols, vals)  # (B, N_out * P, C_in)
-    if n_points == 1 and _is_identity(tf, wr):
-        return interp
     # (C_in, P * C_out) -> (P * C_in, C_out): row p * C_in + c, as an interpolated row is laid out.
     w_i = tf.reshape(tf.transpose(tf.reshape(wr, (c_in, n_points, c_out)), (1, 0, 2)), (n_points * c_in, c_out))
     out = tf.linalg.matmul(tf.reshape(interp, (-1, n_points * c_in)), w_i)
@@ -302,3 +240,12 @@ def _weighted_gather(tf, x, cols, vals):
     for k in range(1, int(cols.shape[1])):
         out = out + vals[None, :, k, None] * tf.gather(x, cols[:, k], axis=1)
     return out
+
+
+def plain_matmul(tf, op, x):
+    """``op @ x`` for an (N_out, N_in) operator and x (N_in, L) (``Backend.sparse_matmul``): the
+    sparse kernels, or under XLA the padded-row gather; differentiable in ``x``."""
+    if in_xla_context(tf):
+        cols, vals = op.ell(1)
+        return _weighted_gather(tf, x[None], cols, vals)[0]
+    return sparse_matmul(tf, op, op.form("contract", 1), x)

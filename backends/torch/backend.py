@@ -7,7 +7,7 @@ autograd function) lives in :mod:`backends.torch.contract`.
 import numpy as np
 
 from ..base import Backend, NoGradientError
-from .contract import TorchStencilOperator, is_compiling, make_contract
+from .contract import TorchStencilOperator, is_compiling, make_contract, make_matmul
 
 
 def _torch():
@@ -76,6 +76,7 @@ class TorchBackend(Backend):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = check_device(torch, device)
         self._contract = make_contract(torch)
+        self._matmul = make_matmul(torch)
 
     def __repr__(self):
         return f"<foscat_core backend 'torch' on {self.device}>"
@@ -143,8 +144,8 @@ class TorchBackend(Backend):
     def take(self, x, idx, axis):
         return self.torch.index_select(x, axis if axis >= 0 else x.ndim + axis, idx)
 
-    def sparse_operator(self, indptr, indices, data, shape, dtype):
-        return TorchStencilOperator(self.torch, indptr, indices, data, shape, self.dtype(dtype), self.device)
+    def sparse_operator(self, forms, dtype):
+        return TorchStencilOperator(self.torch, forms, self.dtype(dtype), self.device)
 
     def prepare_contract(self, operators, n_in, c_in, c_out):
         for op in operators():
@@ -169,6 +170,13 @@ class TorchBackend(Backend):
             dt = self.dtype(amp)
             xt, wr, op = xt.to(dt), wr.to(dt), op.in_dtype(dt)
         return self._contract.apply(xt, wr.contiguous(), op)
+
+    def sparse_matmul(self, op, x):
+        amp = self.autocast_dtype()
+        if amp is not None and x.dtype != self.torch.float64:  # as stencil_contract under autocast
+            dt = self.dtype(amp)
+            x, op = x.to(dt), op.in_dtype(dt)
+        return self._matmul.apply(x, op)
 
     def value_and_grad(self, fn, x):
         x = x.detach().requires_grad_(True)

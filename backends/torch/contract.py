@@ -19,10 +19,10 @@ Backward (both orders): ``gz[b] = A^T @ g[b]`` with the transposed operator (row
 again in blocks of input rows, viewed as (rows, P * C_out); ``gx[b] = gz @ wr^T`` and
 ``gw += xt[b]^T @ gz``. The input is saved as given (a view of the caller's tensor, no copy).
 
-The gather tables (CSR of ``A``, ``A_i`` and ``A^T`` split into row blocks) are derived on the host
-from the operator, once per P, and moved to the device: ahead of time by
+The gather tables (CSR of ``A``, ``A_i`` and ``A^T`` split into row blocks) are the host forms of
+``backends/sparse_forms.py``, uploaded once per P: ahead of time by
 :meth:`TorchStencilOperator.prepare` (networks call it when built, so ``torch.compile`` and
-``torch.export`` trace dictionary look-ups only, never scipy), else on first use (the adjoint in
+``torch.export`` trace dictionary look-ups only, never host code), else on first use (the adjoint in
 the forward pass, so never inside a backward trace). The block size is fixed when the operator is
 made, from ``torch.get_num_threads()`` then (nothing is read from the host while a graph is
 traced). Indices are int32 when they fit.
@@ -70,24 +70,14 @@ def interpolate_first(c_in, c_out):
 class TorchStencilOperator:
     """A sparse operator (N_out, N_in * P) for :func:`stencil_contract`, from CSR arrays."""
 
-    def __init__(self, torch, indptr, indices, data, shape, dtype, device):
-        import scipy.sparse as sp
-
+    def __init__(self, torch, forms, dtype, device):
         self.torch = torch
-        self.shape = tuple(int(s) for s in shape)
+        self.shape = forms.shape
         self.dtype, self.device = dtype, device
-        wide = max(len(indices), self.shape[0], self.shape[1]) >= 2**31
-        self._np_index = np.int64 if wide else np.int32
-        self._index_dtype = torch.int64 if wide else torch.int32
-        # Host CSR (the tables below are re-sortings of it, made per P on first use; building them
-        # on the host also works for torch's "meta" device). On CPU, the "contract" table shares
-        # its memory.
-        np_dtype = {torch.float32: np.float32, torch.float64: np.float64}.get(dtype, np.float64)
-        self._host = sp.csr_matrix(
-            (np.asarray(data, dtype=np_dtype), np.asarray(indices, dtype=self._np_index),
-             np.asarray(indptr, dtype=self._np_index)),
-            shape=self.shape,
-        )
+        self._index_dtype = torch.int64 if forms.index_dtype == np.int64 else torch.int32
+        # The host forms (``backends.sparse_forms``): the tables below are uploads of them, made
+        # per P on first use; host-made, they also work for torch's "meta" device.
+        self._host = forms
         self._bases = {}
         self._tables = {}
         self._casts, self._parent = {}, None
@@ -139,24 +129,12 @@ class TorchStencilOperator:
             indptr, idx, wgt, cells, taps = self._parent._base(kind, n_points)
             self._bases[key] = (indptr, idx, wgt.to(self.dtype), cells, taps)
         if key not in self._bases:
-            import scipy.sparse as sp
-
-            mat = self._host
-            n_out, n_in = self.shape[0], self.shape[1] // n_points
-            if kind == "contract":
-                cells, taps = n_out, 1
-            elif kind == "interp":
-                coo = mat.tocoo()
-                rows = coo.row.astype(np.int64) * n_points + coo.col % n_points
-                mat = sp.csr_matrix((coo.data, (rows, coo.col // n_points)), shape=(n_out * n_points, n_in))
-                cells, taps = n_out, n_points
-            else:
-                mat, cells, taps = mat.T.tocsr(), n_in, n_points
-            if kind != "contract":  # (the host CSR may share the caller's arrays: left as given)
-                mat.sort_indices()
-            idx = self.torch.as_tensor(mat.indices.astype(self._np_index, copy=False), device=self.device)
-            wgt = self.torch.as_tensor(mat.data, dtype=self.dtype, device=self.device)
-            self._bases[key] = (mat.indptr.astype(np.int64), idx, wgt, cells, taps)
+            indptr, indices, values = self._host.csr(kind, n_points)
+            cells = self.shape[0] if kind != "adjoint" else self.shape[1] // n_points
+            taps = 1 if kind == "contract" else n_points
+            idx = self.torch.as_tensor(indices, device=self.device)
+            wgt = self.torch.as_tensor(values, device=self.device).to(self.dtype)
+            self._bases[key] = (indptr, idx, wgt, cells, taps)
         return self._bases[key]
 
     def _blocks(self, kind, n_points, block_bags):
@@ -172,7 +150,7 @@ class TorchStencilOperator:
             c1 = min(n_cells, c0 + step)
             r0, r1 = c0 * n_points, c1 * n_points
             lo, hi = int(indptr[r0]), int(indptr[r1])
-            offsets = torch.as_tensor((indptr[r0:r1] - lo).astype(self._np_index), device=self.device)
+            offsets = torch.as_tensor(indptr[r0:r1] - lo, device=self.device).to(self._index_dtype)
             blocks.append((c0, c1, idx[lo:hi], offsets, wgt[lo:hi]))
         return blocks
 
@@ -208,6 +186,8 @@ def _real_tensors(torch):
 
 def _rows(torch, table, dense, width):
     """``A @ dense`` for the row blocks of ``table``, viewed as (cells, width): one (N, C) map."""
+    if len(table) == 1:
+        return _gather(torch, table[0], dense).view(-1, width)
     return torch.cat([_gather(torch, block, dense).view(-1, width) for block in table])
 
 
@@ -322,3 +302,22 @@ def make_contract(torch):
             return gx, (gw.to(wr.dtype) if need_w else None), None
 
     return StencilContract
+
+
+def make_matmul(torch):
+    class SparseMatmul(torch.autograd.Function):
+        """``op @ x`` for an (N_out, N_in) operator (P = 1) and x (N_in, L): fused gathers of the
+        rows of ``x``; the gradient ``op^T @ g`` the same way, from the adjoint table."""
+
+        @staticmethod
+        def forward(ctx, x, op):
+            ctx.op = op
+            if ctx.needs_input_grad[0]:
+                op.table("adjoint", 1)  # built now, outside any backward trace
+            return _rows(torch, op.table("contract", 1), x.contiguous(), x.shape[1])
+
+        @staticmethod
+        def backward(ctx, grad):
+            return _rows(torch, ctx.op.table("adjoint", 1), grad.contiguous(), grad.shape[1]), None
+
+    return SparseMatmul

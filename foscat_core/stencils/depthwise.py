@@ -4,13 +4,13 @@
 sparse stencil operator to ``P * C_out`` columns per map, which suits networks (many input
 channels). The scattering operator filters many single-channel maps with the same small bank of
 ``C`` kernels, so here every map is first interpolated at the ``P`` stencil points (one sparse
-product with ``4 P`` non-zeros per cell, all maps as columns) and the bank is then applied as one
-dense product ``(C, P) @ (P, N * maps)``. Same numbers as ``conv`` (up to rounding), several times
-less memory traffic. The sparse product goes through the backend's ``stencil_contract``, so its
-gradient is the backend's own.
+product ``(P * N, N) @ (N, maps)`` with at most 4 non-zeros per row, the backend's
+``sparse_matmul``) and the bank is then applied as one dense product
+``(C, P) @ (P, N * maps)``. Same numbers as ``conv`` (up to rounding), several times less memory
+traffic; the gradient of the sparse product is the backend's own.
 """
 
-import numpy as np
+from ..backends.sparse_forms import SparseForms
 
 
 class DepthwiseFilter:
@@ -22,28 +22,10 @@ class DepthwiseFilter:
     """
 
     def __init__(self, stencil):
-        backend, dtype = stencil.backend, stencil.dtype
-        n, p = stencil.n_cells, stencil.n_points
-        # CSR arrays built directly (4 interpolation cells per row, zero weights of regional
-        # borders dropped); duplicate columns in a row are summed by every backend's product.
-        wgt = np.transpose(stencil.weight[0], (1, 0, 2)).reshape(p * n, -1)
-        keep = wgt != 0.0
-        data = wgt[keep]
-        del wgt
-        indices = np.transpose(stencil.index[0], (1, 0, 2)).reshape(p * n, -1)[keep]
-        indptr = np.zeros(p * n + 1, dtype=np.int64)
-        np.cumsum(keep.sum(axis=1), out=indptr[1:])
-        del keep
-        self.n_cells, self.n_points = n, p
-        self.backend = backend
-        self.op = backend.sparse_operator(indptr, indices.astype(np.int64, copy=False), data, (p * n, n), dtype)
-        self._eye = {}
-        self.dtype = dtype
-
-    def _identity(self, m):
-        if m not in self._eye:
-            self._eye[m] = self.backend.asarray(np.eye(m), dtype=self.dtype)
-        return self._eye[m]
+        self.backend, self.dtype = stencil.backend, stencil.dtype
+        self.n_cells, self.n_points = stencil.n_cells, stencil.n_points
+        forms = SparseForms.from_taps(stencil.index[0], stencil.weight[0], self.dtype, tap_major=True)
+        self.op = self.backend.sparse_operator(forms, self.dtype)
 
     def filter(self, maps, bank):
         """Filter every map with every kernel of ``bank``.
@@ -63,7 +45,6 @@ class DepthwiseFilter:
         n_maps, n, p = int(maps.shape[0]), self.n_cells, self.n_points
         if n_maps == 0:  # (0, 1, N) * (1, C, 1): the empty result, on maps' device and dtype
             return xp.expand_dims(maps, axis=1) * xp.reshape(bank[:, :1], (1, int(bank.shape[0]), 1))
-        xt = xp.expand_dims(xp.permute_dims(maps, (1, 0)), axis=0)  # (1, N, L): maps as channels
-        interp = self.backend.stencil_contract(xt, self._identity(n_maps), self.op)  # (1, P*N, L)
-        out = xp.matmul(bank, xp.reshape(interp, (p, n * n_maps)))  # (C, N*L)
+        interp = self.backend.sparse_matmul(self.op, xp.permute_dims(maps, (1, 0)))  # (P * N, L)
+        out = xp.matmul(bank, xp.reshape(interp, (p, n * n_maps)))  # (C, N * L)
         return xp.permute_dims(xp.reshape(out, (int(bank.shape[0]), n, n_maps)), (2, 0, 1))

@@ -6,6 +6,7 @@ from foscat_core.backends import resolve_backend
 
 from .._arrays import as_backend_array, check_cells_axis
 from ..backends.dtypes import check_backend_dtype
+from ..backends.sparse_forms import SparseForms
 from .._validation import check_kernel_size, check_nside, check_positive_int
 from ..domain import Domain
 from ..memory_budget import require_stencil_memory
@@ -189,15 +190,9 @@ class SphericalStencil:
     def operators(self):
         """Per-gauge sparse operators (N, N*P) on the backend, built on first use."""
         if self._operators is None:
-            n, p = self.n_cells, self.n_points
-            ops = []
-            for g in range(self.n_gauges):
-                keep = self.weight[g] != 0.0  # (N, P, 4): drop the zero taps of regional borders
-                cols = (self.index[g] * p + np.arange(p)[None, :, None])[keep]
-                indptr = np.zeros(n + 1, dtype=np.int64)
-                np.cumsum(keep.reshape(n, -1).sum(axis=1), out=indptr[1:])
-                ops.append(self.backend.sparse_operator(indptr, cols, self.weight[g][keep], (n, n * p), self.dtype))
-            self._operators = ops
+            self._operators = [
+                self.backend.sparse_operator(SparseForms.from_taps(self.index[g], self.weight[g], self.dtype), self.dtype)
+                for g in range(self.n_gauges)]
         return self._operators
 
     def conv(self, x, w):
