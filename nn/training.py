@@ -195,7 +195,7 @@ def evaluate(net, data, batch_size, objective, dist=None):
             count += len(x)
     if shard is not None:
         total, count = dist.sum_host([total, count])
-    return total / count
+    return float(total / count)
 
 
 class eval_mode:

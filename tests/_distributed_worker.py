@@ -1,6 +1,7 @@
 """The scenarios of test_distributed.py, run in one process (the reference) or on every rank of
 ``torchrun`` (``python -m torch.distributed.run --standalone --nproc_per_node 2
-tests/_distributed_worker.py OUT_DIR``), which writes ``OUT_DIR/rank<r>.npz``."""
+tests/_distributed_worker.py OUT_DIR``), which writes ``OUT_DIR/rank<r>.npz``; ``python
+tests/_distributed_worker.py tf OUT_DIR`` runs the TensorFlow MirroredStrategy scenario."""
 
 import os
 import sys
@@ -16,6 +17,17 @@ def fit_data():
     x = rng.normal(size=(10, 2, N_CELLS)).astype("float32")
     y = (2.0 * x[:, :1] - 0.5 * x[:, 1:] ** 2).astype("float32")
     return x, y
+
+
+def tf_fit_scenario():
+    """The TensorFlow scenario (smaller, for tracing time): a batch-norm CNN trained 2 epochs on
+    arrays, batches of 4, 4 and 2 (shards 2/2, 2/2, 1/1). Returns the weights and train losses."""
+    from foscat_core.nn import CNN
+
+    x, y = fit_data()
+    net = CNN(4, 2, [4, 4], backend="tensorflow", seed=0)
+    h = net.fit(x, y, n_epoch=2, batch_size=4, lr=0.05, optimizer="sgd", normalize=True, verbose=False)
+    return {name: net.backend.to_numpy(v) for name, v in net.named_variables()}, h["train_loss"]
 
 
 def fit_scenario(backend, checkpoint=None, verbose=False):
@@ -72,5 +84,38 @@ def main(out_dir):
     dist.destroy_process_group()
 
 
+def tf_main(out_dir):
+    """Single device, then a MirroredStrategy over 2 logical CPU devices (configured before TF
+    starts); also the errors of fit under an unsupported strategy and of a network built outside
+    the strategy's scope. Writes ``OUT_DIR/tf.npz``."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    ref, ref_loss = tf_fit_scenario()
+    strategy = tf.distribute.MirroredStrategy(["/CPU:0", "/CPU:1"])
+    with strategy.scope():
+        got, got_loss = tf_fit_scenario()
+    errors = {}
+    from foscat_core.nn import CNN
+
+    x, y = fit_data()
+    outside = CNN(4, 2, [4], backend="tensorflow", seed=0)
+    for key, scope, net in (("other_strategy", tf.distribute.OneDeviceStrategy("/CPU:0"), outside),
+                            ("outside_scope", strategy, outside)):
+        with scope.scope():
+            try:
+                net.fit(x, y, n_epoch=1, batch_size=4, verbose=False)
+                errors[key] = "no error"
+            except ValueError as err:
+                errors[key] = str(err)
+    np.savez(os.path.join(out_dir, "tf.npz"), replicas=strategy.num_replicas_in_sync, ref_loss=ref_loss,
+             got_loss=got_loss, **{f"ref.{k}": v for k, v in ref.items()}, **{f"got.{k}": v for k, v in got.items()},
+             **{f"error.{k}": v for k, v in errors.items()})
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "tf":
+        tf_main(sys.argv[2])
+    else:
+        main(sys.argv[1])

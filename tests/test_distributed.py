@@ -12,7 +12,6 @@ import pytest
 
 import _distributed_worker as worker
 
-pytest.importorskip("torch")
 HERE = Path(__file__).resolve().parent
 
 
@@ -24,6 +23,7 @@ def _env():
 
 @pytest.fixture(scope="module")
 def torchrun(tmp_path_factory):
+    pytest.importorskip("torch")
     """The ranks' results of ``torchrun --standalone --nproc_per_node 2 _distributed_worker.py``."""
     out = tmp_path_factory.mktemp("torchrun")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -95,3 +95,31 @@ def test_synthesis_under_torchrun_splits_the_maps_and_gathers_them_on_every_rank
     whole = worker.synthesis_scenario("torch", maps)
     np.testing.assert_allclose(r0["synthesis"], whole, atol=1e-4)
     assert np.abs(r0["synthesis"] - maps).max() > 0.1  # the maps moved
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory):
+    """The TensorFlow scenario in a fresh process (logical devices must be set before TF starts)."""
+    pytest.importorskip("tensorflow")
+    out = tmp_path_factory.mktemp("mirrored")
+    env = dict(_env(), TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, str(HERE / "_distributed_worker.py"), "tf", str(out)], env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return dict(np.load(out / "tf.npz"))
+
+
+def test_fit_under_a_mirrored_strategy_equals_one_device(mirrored):
+    assert int(mirrored["replicas"]) == 2
+    ref = {k[4:]: v for k, v in mirrored.items() if k.startswith("ref.")}
+    got = {k[4:]: v for k, v in mirrored.items() if k.startswith("got.")}
+    assert sorted(ref) == sorted(got) and any("running_var" in k for k in ref)
+    for name in ref:  # per-replica batch-norm statistics would differ by ~1e-2 here
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(mirrored["got_loss"], mirrored["ref_loss"], rtol=1e-5)
+    assert mirrored["ref_loss"][1] < mirrored["ref_loss"][0]  # it trained
+
+
+def test_fit_refuses_what_it_cannot_distribute(mirrored):
+    assert "OneDeviceStrategy" in str(mirrored["error.other_strategy"])
+    assert "strategy.scope()" in str(mirrored["error.outside_scope"])

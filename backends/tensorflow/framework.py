@@ -29,8 +29,12 @@ class Framework(AdapterBase):
 
     def _variable(self, value, dtype, trainable):
         tf = self.tf
+        # States (batch-norm statistics) are written by every replica of a tf.distribute strategy
+        # with the same values: the first replica's is kept (no effect without a strategy).
+        aggregation = tf.VariableAggregation.NONE if trainable else tf.VariableAggregation.ONLY_FIRST_REPLICA
         with tf.init_scope(), tf.device(self.backend.device):
-            return tf.Variable(np.asarray(value), dtype=self.backend.dtype(dtype), trainable=trainable)
+            return tf.Variable(np.asarray(value), dtype=self.backend.dtype(dtype), trainable=trainable,
+                               aggregation=aggregation)
 
     def parameter(self, value, dtype):
         return self._variable(value, dtype, True)
@@ -91,13 +95,18 @@ class Framework(AdapterBase):
         # Traced per training flag: the flag is a Python value read while tracing.
         return self.tf.function(lambda x: model(x), reduce_retracing=True)
 
-    norm_sync = None
+    norm_sync = None  # while fit trains under a strategy: the replicas' sum for batch-norm statistics
 
     def distribution(self, model=None):
-        """The single-process default (see :class:`~foscat_core.backends.base.SingleProcess`)."""
+        """The distribution ``fit`` follows: a :class:`~.distributed.Mirrored` under a
+        ``tf.distribute.MirroredStrategy`` (in scope, or holding ``model``'s variables),
+        otherwise the single-process default (see
+        :class:`~foscat_core.backends.base.SingleProcess`). Another strategy, or a network built
+        outside the scope of the one in use, is a ``ValueError``."""
         from ..base import SINGLE_PROCESS
+        from .distributed import distribution
 
-        return SINGLE_PROCESS
+        return distribution(self.tf, self, model) or SINGLE_PROCESS
 
     def keras_layer(self, model, name=None):
         """``model`` as a ``keras.layers.Layer`` whose weights are its ``tf.Variable``s (see keras_layer.py)."""
