@@ -184,6 +184,15 @@ class WaveletConv(NativeModule):
         return xp.matmul(self.weight, self.transform(x)) + xp.reshape(self.bias, (1, -1, 1))
 
 
+def _hidden_layer(layer, h):
+    """A wavelet layer and its ReLU (the module as an argument: what a checkpointed block runs)."""
+    return layer.fw.relu(layer(h))
+
+
+def _last_layer(layer, h):
+    return layer(h)
+
+
 class GCNN(Network):
     """Graph CNN on HEALPix maps with the scattering wavelet transform as its convolution.
 
@@ -231,6 +240,8 @@ class GCNN(Network):
     nest, mask_missing : bool
         As :class:`~foscat_core.nn.HealpixUNet`; with ``mask_missing`` the first layer takes
         ``2 * chanlist[0]`` channels (values and validity).
+    checkpointing : bool
+        As :class:`~foscat_core.nn.HealpixUNet`, each wavelet layer (with its ReLU) being a block.
 
     Shapes: ``forward(x)`` with x (B, chanlist[0], N_cells) → (B, nparam, N_cells), or (B, nparam)
     with ``global_pool=True``. ``fit`` takes targets of the output's shape; ``predict`` returns it.
@@ -250,7 +261,7 @@ class GCNN(Network):
     def __init__(self, nparam=1, KERNELSZ=3, NORIENT=4, chanlist=(1, 16, 32, 16, 1), in_nside=64, cell_ids=None,
                  global_pool=False, LAMBDA=1.2, features="modulus", n_scales=1, task="regression",
                  final_activation=None, device=None, dtype="float32", backend=None, seed=0, nest=True,
-                 mask_missing=False):
+                 mask_missing=False, checkpointing=False):
         super().__init__(backend=backend, device=device)
         chanlist = check_chanlist(chanlist)
         if len(chanlist) < 2:
@@ -266,6 +277,7 @@ class GCNN(Network):
                       task=task, final_activation=final_activation, dtype=dtype, seed=seed)
         self._init_network(config, in_nside, chanlist[0], cell_ids, nparam, task, final_activation, dtype, nest,
                            mask_missing)
+        self._init_checkpointing(checkpointing)
         self.nparam, self.chanlist, self.global_pool = nparam, chanlist, bool(global_pool)
         transform = WaveletTransform(self.domain, None, KERNELSZ, NORIENT, LAMBDA, features, n_scales,
                                      self.backend, self.dtype)
@@ -282,9 +294,7 @@ class GCNN(Network):
         h = x
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            h = layer(h)
-            if i < last:
-                h = self.fw.relu(h)
+            h = self._block(_hidden_layer if i < last else _last_layer, layer, h)
         if not self.global_pool:
             return self.head(h)
         pooled = xp.mean(h, axis=-1, keepdims=True)  # over the domain's cells only

@@ -101,6 +101,11 @@ def _n_tokens(domain, token_nside):
     return int(np.unique(domain.cell_ids // (domain.nside // token_nside) ** 2).size)
 
 
+def _apply(block, h):
+    """``block(h)``, the module as an argument (what a checkpointed block runs)."""
+    return block(h)
+
+
 class HealpixViT(Network):
     """Vision transformer on HEALPix maps: tokens are the cells of a coarser NESTED level.
 
@@ -148,6 +153,8 @@ class HealpixViT(Network):
     nest, mask_missing : bool
         As :class:`~foscat_core.nn.HealpixUNet`; with ``mask_missing`` the patch embedding and
         the skip take ``2 * n_chan_in`` channels (values and validity).
+    checkpointing : bool
+        As :class:`~foscat_core.nn.HealpixUNet`, each transformer block being a block.
 
     Shapes: ``forward(x)`` with x (B, n_chan_in, N_cells) → (B, out_channels, N_cells);
     inside, tokens are (B, T, embed_dim).
@@ -173,7 +180,7 @@ class HealpixViT(Network):
 
     def __init__(self, in_nside, n_chan_in, out_channels=1, cell_ids=None, token_nside=None, embed_dim=64, depth=2,
                  num_heads=4, mlp_ratio=4.0, task="regression", final_activation=None, device=None, dtype="float32",
-                 backend=None, seed=0, nest=True, mask_missing=False):
+                 backend=None, seed=0, nest=True, mask_missing=False, checkpointing=False):
         super().__init__(backend=backend, device=device)
         in_nside = check_nside(in_nside, "in_nside")
         # Built (and its ids checked) once, before the token level that depends on it.
@@ -191,6 +198,7 @@ class HealpixViT(Network):
                       final_activation=final_activation, dtype=dtype, seed=seed)
         self._init_network(config, in_nside, n_chan_in, cell_ids, out_channels, task, final_activation, dtype,
                            nest, mask_missing, domain=domain)
+        self._init_checkpointing(checkpointing)
         self.token_nside, self.embed_dim, self.depth, self.num_heads = token_nside, embed_dim, depth, num_heads
         layout = TokenLayout(self.domain, token_nside)
         object.__setattr__(self, "layout", layout)  # host tables: nothing for the framework to track
@@ -234,7 +242,7 @@ class HealpixViT(Network):
         bk, xp, lay = self.backend, self.backend.xp, self.layout
         h = self.patch_embedding(x) + self.position_encoding()
         for block in self.blocks:
-            h = block(h)
+            h = self._block(_apply, block, h)
         y = self.head(self.norm(h))  # (B, T, C_out * S)
         c, t, s = self.out_channels, lay.n_tokens, lay.children
         y = xp.permute_dims(xp.reshape(y, (-1, t, c, s)), (0, 2, 1, 3))

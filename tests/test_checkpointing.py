@@ -171,3 +171,40 @@ def test_tensorflow_eager_gradients_and_statistics_are_the_same():
     assert out[True][0] == pytest.approx(out[False][0], rel=1e-12)
     for a, b in zip(out[True][1] + out[True][2], out[False][1] + out[False][2]):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+def _gcnn(**kw):
+    from foscat_core.nn import GCNN
+
+    return GCNN(nparam=1, chanlist=[1, 4, 4], in_nside=NSIDE, seed=2, **kw)
+
+
+def _vit(**kw):
+    from foscat_core.nn import HealpixViT
+
+    return HealpixViT(NSIDE, 1, 1, token_nside=1, embed_dim=8, num_heads=2, depth=2, seed=2, **kw)
+
+
+@pytest.mark.parametrize("make", [_gcnn, _vit], ids=["GCNN", "HealpixViT"])
+def test_gcnn_and_vit_steps_are_the_same_with_checkpointing(make, tmp_path):
+    """On torch: the framework's checkpointing itself is tested above on every backend."""
+    if "torch" not in AUTOGRAD_BACKENDS:
+        pytest.skip("torch is not installed")
+    backend = "torch"
+    x, y = _data("float64")
+    results = []
+    for checkpointing in (False, True):
+        net = make(backend=backend, dtype="float64", checkpointing=checkpointing)
+        before = {k: net.backend.to_numpy(v).copy() for k, v in net.named_variables()}
+        loss = net.fit(x, y, n_epoch=1, batch_size=len(x), lr=1.0, optimizer="sgd", momentum=0.0, weight_decay=0.0,
+                       verbose=False)["train_loss"][0]
+        after = {k: net.backend.to_numpy(v) for k, v in net.named_variables()}
+        results.append((net, loss, before, after))
+    (_, loss, w0, w1), (ckpt, loss_c, _, w1_c) = results
+    assert loss_c == pytest.approx(loss, rel=1e-10)
+    assert any(np.abs(w1[k] - w0[k]).max() > 1e-6 for k in w0)  # a real step
+    for name in w1:
+        np.testing.assert_allclose(w1_c[name], w1[name], rtol=1e-10, atol=1e-10, err_msg=name)
+    assert ckpt.checkpointing is True and ckpt.config["checkpointing"] is True
+    ckpt.save(tmp_path / "net.npz")
+    assert type(ckpt).load(tmp_path / "net.npz", backend="numpy").checkpointing is True
