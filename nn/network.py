@@ -348,6 +348,20 @@ class Network(NativeModule):
             ``"train_loss"``, ``"val_loss"`` (empty without validation data) and ``"lr"``: one
             value per epoch; ``"best_epoch"`` (from 0) with ``patience``.
 
+        Notes
+        -----
+        Several devices: under an initialised ``torch.distributed`` process group (``torchrun``)
+        or a ``tf.distribute.MirroredStrategy`` (network built inside ``strategy.scope()``),
+        every replica reads the same global batches of ``batch_size`` samples (an iterable must
+        yield the same batches on every rank: no ``DistributedSampler``) and takes its
+        contiguous share of each (at least one sample, otherwise ``ValueError``); the gradients
+        are summed weighted by share size, batch-norm statistics are those of the global batch,
+        and the losses reported are the global batches'. With a mean loss the result is the
+        single-process one on the same batches (up to rounding; Adam amplifies the rounding of
+        gradients that are zero in exact arithmetic, such as a bias before a batch norm). Rank 0
+        alone prints and writes ``checkpoint``. See ``backends/torch/distributed.py`` and
+        ``backends/tensorflow/distributed.py``.
+
         Examples
         --------
         >>> import numpy as np

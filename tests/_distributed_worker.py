@@ -79,7 +79,16 @@ def main(out_dir):
     rank = dist.get_rank()
     weights, h1, h2 = fit_scenario("torch", checkpoint=os.path.join(out_dir, "fit.ckpt"), verbose=True)
     result = synthesis_scenario("torch", synthesis_maps())
+    from foscat_core.nn import CNN
+
+    x, y = fit_data()
+    try:  # batches of 1 sample cannot be shared by 2 ranks: both refuse before any step
+        CNN(4, 2, [4], backend="torch", seed=0).fit(x[:3], y[:3], n_epoch=1, batch_size=1, verbose=False)
+        small_batch_error = "no error"
+    except ValueError as err:
+        small_batch_error = str(err)
     np.savez(os.path.join(out_dir, f"rank{rank}.npz"), synthesis=result, train_loss=h1["train_loss"],
+             small_batch_error=small_batch_error,
              val_loss=h1["val_loss"], iter_loss=h2["train_loss"], **{f"w.{k}": v for k, v in weights.items()})
     dist.destroy_process_group()
 

@@ -80,6 +80,29 @@ def test_only_rank_zero_writes_the_checkpoint_and_logs(torchrun):
         line for line in log.splitlines() if line.startswith("[rank1]"))
 
 
+def test_a_batch_smaller_than_the_number_of_ranks_is_refused(torchrun):
+    (r0, r1), _, _ = torchrun
+    for rank in (r0, r1):
+        message = str(rank["small_batch_error"])
+        assert "cannot be shared by 2 replicas" in message and "batch_size >= 2" in message, message
+
+
+def test_synthesis_distributed_argument_is_checked():
+    pytest.importorskip("torch")
+    from foscat_core.synthesis import Loss, Synthesis
+
+    def to_three(x, scat_op, args):
+        return scat_op.backend.xp.sum((x - 3.0) ** 2)
+
+    synthesis = Synthesis([Loss(to_three, None, backend="torch")], verbose=False)
+    with pytest.raises(ValueError, match="distributed=True needs several processes"):
+        synthesis.run(np.zeros((2, 1, 4)), NUM_EPOCHS=2, distributed=True)
+    with pytest.raises(ValueError, match="distributed must be None, True or False"):
+        synthesis.run(np.zeros((2, 1, 4)), NUM_EPOCHS=2, distributed="yes")
+    # Without a process group the default runs the whole batch in this process.
+    np.testing.assert_allclose(synthesis.run(np.zeros((2, 1, 4)), NUM_EPOCHS=20), 3.0, atol=1e-6)
+
+
 def test_synthesis_under_torchrun_splits_the_maps_and_gathers_them_on_every_rank(torchrun):
     (r0, r1), _, _ = torchrun
     maps = worker.synthesis_maps()
