@@ -126,7 +126,7 @@ def fit(net, x_train, y_train=None, x_val=None, y_val=None, *, n_epoch, batch_si
 def _train_epoch(net, train, step, rng, batch_size, dist):
     """Mean training loss of one epoch over the global batches (the same on every replica)."""
     total, count = 0.0, 0
-    shard = None if not dist.active else _shard_of(dist, "batch_size")
+    shard = None if not dist.active else _shard_of(dist, train.shuffled)
     for x, y, w, n in train.batches(batch_size, rng if train.shuffled else None, shard=shard):
         args = (net._batch(x), net._batch(y), None if w is None else net._batch(w))
         total += (step(*args, len(x) / n) if dist.active else step(*args)) * n
@@ -134,14 +134,17 @@ def _train_epoch(net, train, step, rng, batch_size, dist):
     return total / count
 
 
-def _shard_of(dist, name):
-    """``n -> slice`` of a global batch of ``n`` samples this replica takes (at least one sample)."""
+def _shard_of(dist, arrays):
+    """``n -> slice`` of a global batch of ``n`` samples this replica takes (at least one sample);
+    ``arrays``: the source is arrays cut by ``batch_size`` (else an iterable of batches)."""
+    w = dist.world_size
+    fix = (f"give batch_size >= {w} and a number of samples whose last batch holds at least {w}" if arrays
+           else f"make the iterable yield batches of at least {w} samples")
 
     def shard(n):
-        if n < dist.world_size:
-            raise ValueError(f"a global batch of {n} sample(s) cannot be shared by {dist.world_size} replicas "
-                             f"(each needs at least one): give {name} >= {dist.world_size} and a number of "
-                             f"samples whose last batch holds at least {dist.world_size}")
+        if n < w:
+            raise ValueError(f"a global batch of {n} sample(s) cannot be shared by {w} replicas "
+                             f"(each needs at least one): {fix}")
         return dist.shard(n)
 
     return shard
