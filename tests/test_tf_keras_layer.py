@@ -81,3 +81,13 @@ def test_a_mixed_precision_policy_is_refused():
             net.as_keras_layer()
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+def test_a_network_is_not_built_silently_in_float32_under_a_mixed_policy():
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        with pytest.raises(ValueError, match=r"'mixed_bfloat16'.*building a network"):
+            CNN(NSIDE, 1, [4], backend="tensorflow", seed=0)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert CNN(NSIDE, 1, [4], backend="tensorflow", seed=0)(np.zeros((1, 1, 12 * NSIDE**2), "float32")).shape[0] == 1

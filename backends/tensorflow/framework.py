@@ -8,6 +8,7 @@ import numpy as np
 
 from ..base import check_loss_value
 from ..plain_module import AdapterBase, PlainModule
+from .keras_layer import check_no_mixed_policy
 from .optimizers import TF_OPTIMIZERS
 
 
@@ -22,6 +23,7 @@ class Framework(AdapterBase):
 
         class TfModule(tf.Module, PlainModule):
             def __init__(self):
+                check_no_mixed_policy("building a network")
                 tf.Module.__init__(self)
                 self.training = True
 

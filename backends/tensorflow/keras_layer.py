@@ -8,18 +8,30 @@ as the layer's weights: Keras trains, saves and loads them, and the network, whi
 ``tf.Variable``s themselves, sees every update.
 """
 
+import sys
 
 def keras_layer(model, name=None):
     """A ``keras.layers.Layer`` running ``model`` (a TensorFlow network); see ``Network.as_keras_layer``."""
     import keras
 
-    policy = keras.config.dtype_policy()
-    if policy.compute_dtype != policy.variable_dtype:
-        raise ValueError(f"the global Keras dtype policy is {policy.name!r} (mixed precision), which a foscat_core "
-                         f"network does not follow: it computes in its own dtype ({model.dtype}); set the policy "
-                         f"to 'float32' with keras.config.set_dtype_policy before as_keras_layer() (and back after "
-                         f"it for other layers: this layer keeps the network's dtype)")
+    check_no_mixed_policy("as_keras_layer()")
     return _layer_class(keras)(model, name=name)
+
+
+def check_no_mixed_policy(what):
+    """A ``ValueError`` when a mixed-precision global Keras dtype policy is set (a network would
+    silently compute in its own dtype instead). Only read when Keras is imported already: the
+    policy cannot have been set otherwise."""
+    keras = sys.modules.get("keras")
+    config = getattr(keras, "config", None)
+    if config is None or not hasattr(config, "dtype_policy"):
+        return
+    policy = config.dtype_policy()
+    if policy.compute_dtype != policy.variable_dtype:
+        raise ValueError(f"the global Keras dtype policy is {policy.name!r} (mixed precision), which foscat_core's "
+                         f"TensorFlow networks do not follow (they compute in their own dtype, float32 or "
+                         f"float64); set the policy to 'float32' with keras.config.set_dtype_policy before "
+                         f"{what}, or use backend='torch' with torch.autocast for bfloat16 / float16")
 
 
 _CLASSES = {}
