@@ -23,7 +23,8 @@ from foscat_core.nn.weights_file import read_weights, write_weights
 from foscat_core.ordering import check_nest, nested_cell_ids
 
 from . import generator_training
-from .generator_model import (LevelBlock, SubpixelUp, check_count, check_fine_level, check_norm, draw_noise,
+from .generator_model import (HybridFineBlock, LevelBlock, SubpixelUp, check_count, check_fine_level, check_norm,
+                              check_output, sinh_arcsinh, draw_noise,
                               noise_shapes, pyramid_levels, resolve_convs, resolve_levels, sample_seeds)
 
 
@@ -128,7 +129,7 @@ class Generator(NativeModule):
 
     def __init__(self, nside, cell_ids=None, nest=True, latent_channels=8, chanlist=None, KERNELSZ=3,
                  latent_nside=None, noise_channels=1, n_convs=None, norm="instance", gauge_type="phi",
-                 fine_level="conv", backend=None, dtype="float32", seed=None, device=None):
+                 fine_level="conv", output="linear", backend=None, dtype="float32", seed=None, device=None):
         super().__init__(backend=backend, device=device)
         self.nside = check_nside(nside, "nside")
         self.nest = check_nest(nest)
@@ -138,6 +139,7 @@ class Generator(NativeModule):
         KERNELSZ = check_kernel_size(KERNELSZ, "KERNELSZ")
         norm = check_norm(norm)
         fine_level = check_fine_level(fine_level)
+        output = check_output(output)
         chanlist, latent_nside = resolve_levels(self.nside, chanlist, latent_nside)
         n_convs = resolve_convs(n_convs, len(chanlist))
         if seed is None:
@@ -156,24 +158,34 @@ class Generator(NativeModule):
         object.__setattr__(self, "config", dict(
             nside=self.nside, nest=self.nest, latent_channels=latent_channels, chanlist=chanlist,
             KERNELSZ=KERNELSZ, latent_nside=latent_nside, noise_channels=noise_channels, n_convs=n_convs,
-            norm=norm, gauge_type=gauge_type, fine_level=fine_level, dtype=self.dtype, seed=seed))
+            norm=norm, gauge_type=gauge_type, fine_level=fine_level, output=output, dtype=self.dtype, seed=seed))
         levels = pyramid_levels(self.nside, nested, len(chanlist))
         object.__setattr__(self, "levels", levels)
         sizes = [12 * ns * ns if ids is None else len(ids) for ns, ids in levels]
         object.__setattr__(self, "_noise_sizes", sizes)
-        object.__setattr__(self, "_noise_channels", noise_shapes(latent_channels, noise_channels, sizes))
+        noise_channels_per_level = noise_shapes(latent_channels, noise_channels, sizes)
+        hybrid = fine_level == "hybrid" and len(levels) > 1
+        if hybrid:  # the finest level's noise drawn at the parent level, 4 channels (children) per map
+            sizes[-1], noise_channels_per_level[-1] = sizes[-2], 4 * noise_channels
+        object.__setattr__(self, "_noise_channels", noise_channels_per_level)
+        object.__setattr__(self, "_hybrid", hybrid)
         channels = chanlist[::-1]  # coarse to fine
         seeds = iter(np.random.SeedSequence(seed).generate_state(sum(n_convs) + 2))
         blocks, ups, repeat, c_prev, stencil = [], [], [], 0, None
         for i, ((ns, ids), c, k) in enumerate(zip(levels, channels, n_convs[::-1])):
             c_in = c_prev + self._noise_channels[i]
-            subpixel = i > 0 and i + 1 == len(levels) and fine_level == "subpixel"
-            if subpixel:  # the finest level: learned up from the parent level, then 1 x 1 convolutions
-                ups.append(SubpixelUp(c_prev, c, stencil, levels[i - 1][1], ids, next(seeds)))
+            subpixel = i > 0 and i + 1 == len(levels) and fine_level != "conv"
+            if subpixel:  # the finest level: learned up from the parent level
+                up_in = c_prev + self._noise_channels[i] if hybrid else c_prev
+                ups.append(SubpixelUp(up_in, c, stencil, levels[i - 1][1], ids, next(seeds)))
                 c_in = c + self._noise_channels[i]
             stencil = make_stencil(ns, ids, KERNELSZ, gauge_type, 1, self.backend, self.dtype)
-            blocks.append(LevelBlock(c_in, c, stencil, norm, k, [next(seeds) for _ in range(k)], pointwise=subpixel))
-            if i + 1 < len(levels) and not (i + 2 == len(levels) and fine_level == "subpixel"):
+            level_seeds = [next(seeds) for _ in range(k)]
+            if subpixel and hybrid:  # norm + ReLU, then n_convs - 1 times 1 x 1
+                blocks.append(HybridFineBlock(c, stencil, norm, k, level_seeds[1:]))
+            else:  # subpixel: 1 x 1 convolutions of (up, noise)
+                blocks.append(LevelBlock(c_in, c, stencil, norm, k, level_seeds, pointwise=subpixel))
+            if i + 1 < len(levels) and not (i + 2 == len(levels) and fine_level != "conv"):
                 ups.append(Up(ns, ids, levels[i + 1][1], backend=self.backend))
                 # Children stored parent by parent (a NESTED full sky, or a region holding whole
                 # quads in that order): up is a broadcast, not a gather.
@@ -188,6 +200,9 @@ class Generator(NativeModule):
                                              seed=next(seeds)))
         self.add_state("out_mean", np.zeros(1), self.dtype)
         self.add_state("out_std", np.ones(1), self.dtype)
+        if output == "sinh-arcsinh":  # T(u) = sinh(exp(log_delta) asinh(u) - skew); identity at 0, 0
+            self.add_parameter("out_log_delta", np.zeros(1), self.dtype)
+            self.add_parameter("out_skew", np.zeros(1), self.dtype)
 
     def __repr__(self):
         domain = "full sky" if self.cell_ids is None else f"{self.n_cells} cells"
@@ -214,11 +229,16 @@ class Generator(NativeModule):
                             f"got {type(noise).__name__}")
         xp = self.backend.xp
         z = [as_backend_array(self.backend, a, f"noise[{i}]", self.dtype) for i, a in enumerate(noise)]
-        h = None
+        h, last = None, len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
+            if i == last and self._hybrid:  # the noise joins the features on the parent level
+                h = block(self.ups[i - 1](xp.concat([h, z[i]], axis=1) if self._noise_channels[i] else h))
+                break
             parts = ([] if h is None else [self._up(i - 1, h)]) + ([z[i]] if self._noise_channels[i] else [])
             h = block(parts[0] if len(parts) == 1 else xp.concat(parts, axis=1))
         y = self.head(h)[:, 0, :]
+        if self.config["output"] == "sinh-arcsinh":
+            y = sinh_arcsinh(xp, y, self.out_log_delta, self.out_skew)
         return self.out_mean + self.out_std * y
 
     def _up(self, i, h):
@@ -281,7 +301,8 @@ class Generator(NativeModule):
 
     # --- training ----------------------------------------------------------------------------
     def fit(self, target, scat_op, n_iter=300, batch_size=8, lr=3e-3, verbose=True, seed=0, match="sample",
-            diversity=1.0, mask=None, lr_schedule="cosine", weight_decay=0.0, one_point=None, norm="self"):
+            diversity=1.0, mask=None, lr_schedule="cosine", weight_decay=0.0, one_point=None, norm="self",
+            spectrum=0.0):
         """Train the generator so that its samples have the target's scattering statistics.
 
         Each step draws ``batch_size`` samples of noise, generates maps, computes their
@@ -355,7 +376,7 @@ class Generator(NativeModule):
         return generator_training.fit(self, target, scat_op, n_iter=n_iter, batch_size=batch_size, lr=lr,
                                       verbose=verbose, seed=seed, match=match, diversity=diversity, mask=mask,
                                       lr_schedule=lr_schedule, weight_decay=weight_decay, one_point=one_point,
-                                      norm=norm)
+                                      norm=norm, spectrum=spectrum)
 
     # --- files -------------------------------------------------------------------------------
     def save(self, path):

@@ -19,7 +19,8 @@ from foscat_core.nn.layers import NORMS, Norm, PointwiseConv, SphericalConv
 from foscat_core.nn.module import NativeModule
 from foscat_core.pyramid_ops import UpPlan
 
-FINE_LEVELS = ("subpixel", "conv")
+FINE_LEVELS = ("hybrid", "conv", "subpixel")
+OUTPUTS = ("linear", "sinh-arcsinh")
 
 
 def default_chanlist(n_levels, finest=8, coarsest=64):
@@ -104,15 +105,45 @@ class LevelBlock(NativeModule):
 
     def forward(self, x):
         for conv, norm in zip(self.convs, self.norms):
-            x = self._instance_relu(conv(x), norm) if norm.kind == "instance" else self.fw.relu(norm(conv(x)))
+            x = norm_relu(self, conv(x), norm)
         return x
 
-    def _instance_relu(self, y, norm):
-        xp = self.backend.xp
-        d = y - xp.mean(y, axis=2, keepdims=True)
-        var = xp.mean(d * d, axis=2, keepdims=True)
-        a = xp.reshape(norm.scale, (1, -1, 1)) / xp.sqrt(var + norm.eps)
-        return self.fw.relu(d * a + xp.reshape(norm.shift, (1, -1, 1)))
+
+def norm_relu(module, y, norm):
+    """``relu(norm(y))``; instance norm as one affine map per (sample, channel) of the centred ``y``."""
+    if norm.kind != "instance":
+        return module.fw.relu(norm(y))
+    xp = module.backend.xp
+    d = y - xp.mean(y, axis=2, keepdims=True)
+    var = xp.mean(d * d, axis=2, keepdims=True)
+    a = xp.reshape(norm.scale, (1, -1, 1)) / xp.sqrt(var + norm.eps)
+    return module.fw.relu(d * a + xp.reshape(norm.shift, (1, -1, 1)))
+
+
+class HybridFineBlock(NativeModule):
+    """The finest level of ``fine_level="hybrid"``, after its :class:`SubpixelUp`:
+    ``relu(norm(y))`` then ``n_convs - 1`` times (1x1 conv -> norm -> ReLU), (B, C, N) -> (B, C, N).
+
+    The sub-pixel convolution before it reads the parent level's features concatenated with the
+    finest level's noise, drawn at the parent level with four channels per noise map (channel
+    ``4 c + q``: noise map ``c`` at child ``q``). So each child's value mixes, through a K x K
+    stencil on the parent level, the coarse features and the fresh noise of all the children of
+    the parent's neighbours: a learned fine-scale texture (not 1x1 mixing of white noise, as in
+    ``fine_level="subpixel"``) over at least the receptive field of copy-up + K x K convolution
+    at ``nside`` (``fine_level="conv"``), with every wide convolution run on a quarter of the cells.
+    """
+
+    def __init__(self, channels, stencil, norm, n_convs, seeds):
+        super().__init__(backend=stencil.backend)
+        self.add_child("norm", Norm(channels, norm, backend=stencil.backend, dtype=stencil.dtype))
+        self.add_child("rest", [LevelBlock(channels, channels, stencil, norm, n_convs - 1, seeds, pointwise=True)]
+                       if n_convs > 1 else [])  # a list: no None children
+
+    def forward(self, y):
+        x = norm_relu(self, y, self.norm)
+        for block in self.rest:
+            x = block(x)
+        return x
 
 
 class SubpixelUp(NativeModule):
@@ -172,6 +203,23 @@ def check_fine_level(fine_level):
     return fine_level
 
 
+def check_output(output):
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    return output
+
+
+def sinh_arcsinh(xp, u, log_delta, skew):
+    """``sinh(exp(log_delta) * asinh(u) - skew)``: a monotone map of the head's output with two
+    learned numbers, the identity at ``(0, 0)`` (Jones & Pewsey's sinh-arcsinh transform):
+    ``skew`` sets the asymmetry of the tails (> 0: a heavier lower tail; < 0: upper), ``delta``
+    their weight (> 1: heavier). ``asinh`` and ``sinh`` are written with ``exp``/``log`` (odd
+    part by ``where``), which every backend's namespace has."""
+    a = xp.log(xp.abs(u) + xp.sqrt(u * u + 1.0))
+    v = xp.exp(log_delta) * xp.where(u < 0, -a, a) - skew
+    return (xp.exp(v) - xp.exp(-v)) * 0.5
+
+
 def check_norm(norm):
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
@@ -214,5 +262,5 @@ def sample_seeds(seed, n):
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint64)]
 
 
-__all__ = ["FINE_LEVELS", "LevelBlock", "SubpixelUp", "check_fine_level", "check_chanlist", "check_count", "check_norm", "draw_noise", "noise_shapes",
+__all__ = ["FINE_LEVELS", "OUTPUTS", "check_output", "sinh_arcsinh", "HybridFineBlock", "LevelBlock", "norm_relu", "SubpixelUp", "check_fine_level", "check_chanlist", "check_count", "check_norm", "draw_noise", "noise_shapes",
            "pyramid_levels", "resolve_levels", "sample_seeds", "check_positive_int"]

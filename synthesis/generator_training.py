@@ -19,7 +19,10 @@ Each family weighs the same whatever its number of entries (S4 has thousands, S0
 ``match="sample"`` (the default) averages the distance of every generated map: each sample must
 carry the target's statistics on its own, the microcanonical analogue of an L-BFGS synthesis
 (which constrains one map at a time). ``match="batch"`` compares the batch's mean statistics:
-a canonical match, looser per map. Neither rewards variety by itself -- a network that ignores its
+a canonical match, looser per map. ``match="both"`` adds the two: the per-sample distance is the
+squared bias of the samples' statistics plus their scatter, and the batch term weighs the bias
+once more (the scatter of coefficients with few modes, the largest scales, otherwise pulls their
+mean off the target's). Neither rewards variety by itself -- a network that ignores its
 noise and always draws the same good map is a minimum of both -- so a decorrelation term is
 added: ``diversity * mean_{b != b'} corr(x_b, x_b')**2``, the squared Pearson correlation over
 cells between two samples of the batch. Independent samples of a field with few large-scale
@@ -45,7 +48,7 @@ from foscat_core.nn.optimizers import check_hyper, resolve_schedule, scheduled_l
 from foscat_core.nn.training import persistent_optimizer
 from foscat_core.scattering.statistics import ScatteringStatistics
 
-MATCHES = ("sample", "batch")
+MATCHES = ("sample", "batch", "both")
 FAMILY = {"S0": "S0", "S1": "S1", "S2": "S2", "S3": "S3", "S3P": "S3", "S4": "S4"}
 
 
@@ -128,6 +131,62 @@ def one_point_distance(xp, x, cells, quantiles, inv_var):
     return xp.mean((xp.sort(x, axis=1) - quantiles) ** 2) * inv_var
 
 
+class HaarBands:
+    """Per map, the energy of its Haar details level by level: a differentiable, cheap stand-in
+    for the power in octave bands of ell (the scattering coefficients of the finest scales hardly
+    see the power near ell ~ 2 nside).
+
+    The map is placed on the NESTED full sky (cells outside the domain weigh 0); at each level
+    ``x_{k+1} = down(x_k)`` (the mean of the present children) and the detail
+    ``d_k = x_k - up(x_{k+1})`` carries the power between the two resolutions (about the octave
+    ``ell ~ nside_k .. 2 nside_k``); ``energies(x)`` (B, K) are ``mean(d_k**2)`` over the present
+    cells, from ``nside`` down to nside 1 (K = log2 nside levels). Only gathers, reshapes and sums:
+    every backend, any domain and ordering.
+    """
+
+    def __init__(self, nside, nested_ids, n_cells):
+        n_full = 12 * nside * nside
+        index = np.full(n_full, n_cells, dtype=np.int64)  # the appended zero
+        index[np.arange(n_cells) if nested_ids is None else nested_ids] = np.arange(n_cells)
+        self.full = nested_ids is None
+        self.index = index
+        masks, m = [], (index < n_cells).astype(np.float64)
+        while m.size > 12:
+            c = m.reshape(-1, 4).sum(axis=1)
+            masks.append((m, 1.0 / np.maximum(c, 1e-30), 1.0 / max(m.sum(), 1.0)))
+            m = (c > 0).astype(np.float64)
+        self.masks = masks
+
+    def to(self, bk, dtype):
+        """The host tables as ``bk`` arrays (a copy of ``self`` holding them)."""
+        other = object.__new__(HaarBands)
+        other.full = self.full
+        other.index = None if self.full else bk.asarray(self.index, dtype="int64")
+        other.masks = [tuple(bk.asarray(a, dtype=dtype) if isinstance(a, np.ndarray) else a for a in t)
+                       for t in self.masks]
+        return other
+
+    def energies(self, xp, x):
+        b = int(x.shape[0])
+        if not self.full:
+            x = xp.take(xp.concat([x, x[:, :1] * 0.0], axis=1), self.index, axis=1)
+        out = []
+        for m, inv_count, inv_total in self.masks:
+            n = int(m.shape[0])
+            xm = x * m
+            down = xp.sum(xp.reshape(xm, (b, n // 4, 4)), axis=2) * inv_count
+            d = xp.reshape(xm - xp.reshape(xp.reshape(down, (b, n // 4, 1)) * xp.reshape(m, (1, n // 4, 4)), (b, n)),
+                           (b, n))
+            out.append(xp.sum(d * d, axis=1) * inv_total)
+            x = down
+        return xp.stack(out, axis=1)
+
+
+def spectrum_distance(xp, energies, log_ref):
+    """Mean over maps and levels of ``(log e - log e_ref)**2``: relative band-power errors."""
+    return xp.mean((xp.log(energies + 1e-30) - log_ref) ** 2)
+
+
 def scales(ref):
     """Per coefficient, host weights ``1 / scale**2`` shaped like the coefficient (without its
     complex pair axis), batch axis 1; see the module docstring."""
@@ -183,9 +242,9 @@ def decorrelation(xp, x):
     return (xp.sum(c * c) - xp.sum(diag * diag)) / (b * (b - 1))
 
 
-def make_objective(gen, scat_op, ref, norm, match, diversity, mask, one_point=0.0, maps=None):
-    """``parts(x) -> {"total", "distance", "decorrelation", "one_point"}`` (backend scalars;
-    ``None`` for a term that does not apply) on generated maps x (B, N_cells)."""
+def make_objective(gen, scat_op, ref, norm, match, diversity, mask, one_point=0.0, maps=None, spectrum=0.0):
+    """``parts(x) -> {"total", "distance", "decorrelation", "one_point", "spectrum"}`` (backend
+    scalars; ``None`` for a term that does not apply) on generated maps x (B, N_cells)."""
     bk = operator_backend(scat_op)
     xp = bk.xp
     op_dtype = getattr(scat_op, "all_type", gen.dtype)
@@ -195,6 +254,14 @@ def make_objective(gen, scat_op, ref, norm, match, diversity, mask, one_point=0.
         cells, q, var = one_point_reference(maps, mask, gen.n_cells)
         cells = None if cells is None else gen.backend.asarray(cells, dtype="int64")
         q = gen.backend.asarray(q, dtype=gen.dtype)
+    if spectrum:
+        from foscat_core.backends import get_backend
+
+        bands = HaarBands(gen.nside, gen.nested_ids, gen.n_cells)
+        host = get_backend("numpy")
+        log_ref = np.log(np.mean(host.to_numpy(bands.energies(host.xp, maps)), axis=0) + 1e-30)
+        log_ref = gen.backend.asarray(log_ref, dtype=gen.dtype)
+        bands = bands.to(gen.backend, gen.dtype)
 
     def parts(x):
         xs = x if op_dtype == gen.dtype else xp.astype(x, bk.dtype(op_dtype))
@@ -202,12 +269,17 @@ def make_objective(gen, scat_op, ref, norm, match, diversity, mask, one_point=0.
         if match == "batch":
             stats = stats.mean_batch()
         dist = xp.mean(distance_terms(xp, stats, ref, weights))
+        if match == "both":  # + the batch mean's distance: the bias of the samples counts twice
+            dist = dist + distance_terms(xp, stats.mean_batch(), ref, weights)[0]
         dec = decorrelation(xp, x) if int(x.shape[0]) > 1 else None
         total = dist if (dec is None or diversity == 0) else dist + diversity * xp.astype(dec, dist.dtype)
         w1d = one_point_distance(xp, x, cells, q, 1.0 / var) if one_point else None
         if w1d is not None:
             total = total + one_point * xp.astype(w1d, dist.dtype)
-        return {"total": total, "distance": dist, "decorrelation": dec, "one_point": w1d}
+        spec = spectrum_distance(xp, bands.energies(xp, x), log_ref) if spectrum else None
+        if spec is not None:
+            total = total + spectrum * xp.astype(spec, dist.dtype)
+        return {"total": total, "distance": dist, "decorrelation": dec, "one_point": w1d, "spectrum": spec}
 
     return parts
 
@@ -221,6 +293,17 @@ def check_one_point(one_point, target_is_maps):
         raise ValueError(f"one_point={one_point} needs the target's pixel values, but target is statistics; give "
                          "the target maps, or one_point=0")
     return one_point
+
+
+def check_spectrum(spectrum, target_is_maps):
+    """The band-power weight: ``None`` -> 1 for map targets, 0 for statistics targets."""
+    if spectrum is None:
+        return 1.0 if target_is_maps else 0.0
+    spectrum = check_hyper(spectrum, "spectrum", positive=False)
+    if spectrum and not target_is_maps:
+        raise ValueError(f"spectrum={spectrum} needs the target's maps, but target is statistics; give the target "
+                         "maps, or spectrum=0")
+    return spectrum
 
 
 def check_fit_arguments(n_iter, batch_size, lr, match, diversity, weight_decay, seed, norm):
@@ -252,17 +335,18 @@ def evaluate(gen, parts, seeds, when):
 
 
 def fit(gen, target, scat_op, *, n_iter, batch_size, lr, verbose, seed, match, diversity, mask, lr_schedule,
-        weight_decay, one_point, norm):
+        weight_decay, one_point, norm, spectrum=0.0):
     n_iter, batch_size, lr, diversity, weight_decay = check_fit_arguments(
         n_iter, batch_size, lr, match, diversity, weight_decay, seed, norm)
     schedule = resolve_schedule(lr_schedule, n_iter)
     check_operator(gen, scat_op)
     ref, norm, maps = reference(gen, target, scat_op, mask, norm)
     one_point = check_one_point(one_point, maps is not None)
+    spectrum = check_spectrum(spectrum, maps is not None)
     s0 = np.asarray(ref.backend.to_numpy(ref["S0"]), dtype=np.float64)  # (1, M, 2)
     gen.fw.assign(gen.out_mean, np.asarray([s0[..., 0].mean()]))
     gen.fw.assign(gen.out_std, np.asarray([np.sqrt(max(s0[..., 1].mean(), 0.0))]))
-    parts = make_objective(gen, scat_op, ref, norm, match, diversity, mask, one_point, maps)
+    parts = make_objective(gen, scat_op, ref, norm, match, diversity, mask, one_point, maps, spectrum)
     opt = persistent_optimizer(gen, "adam", lr, weight_decay, 0.0, fresh=False)
     step = gen.fw.trainer(gen, lambda x, y, w: parts(x)["total"], opt)
     rng = np.random.default_rng(seed)
