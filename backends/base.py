@@ -218,6 +218,25 @@ class Backend:
         products build what they need on first use. The torch backend builds its gather tables
         here, so that ``torch.compile`` and ``torch.export`` never trace host (scipy) code."""
 
+    def prepare_matmul(self, op):
+        """Build ahead of time whatever :meth:`sparse_matmul` will need for ``op`` (from
+        :meth:`sparse_operator`), forward and backward. The default builds nothing: products
+        build what they need on first use. The torch backend builds its gather tables here, so
+        that ``torch.compile`` traces dictionary look-ups only (no graph break)."""
+
+    def is_compiling(self):
+        """True while a framework traces a graph in which host (NumPy) code cannot run, with no
+        array at hand to ask (:meth:`is_traced` asks one): ``torch.compile`` / ``torch.export``.
+        False elsewhere (``jax.jit`` and ``tf.function`` run Python host code while tracing)."""
+        return False
+
+    def host_call(self, fn):
+        """``fn`` as a function whose body a graph compiler never traces: host code (NumPy,
+        healpy, SciPy) building data ahead of time. The identity here; the torch backend wraps it
+        in ``torch.compiler.disable`` (Dynamo would otherwise trace every frame such code runs, even
+        the frames an uncompiled part of a compiled call runs, and may fail in them)."""
+        return fn
+
     def is_traced(self, x):
         """True when ``x`` holds no values yet (a graph being traced or compiled)."""
         return False

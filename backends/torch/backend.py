@@ -120,6 +120,12 @@ class TorchBackend(Backend):
             return x.numpy().copy()
         return np.array(x, copy=True)
 
+    def is_compiling(self):
+        return is_compiling(self.torch)
+
+    def host_call(self, fn):
+        return self.torch.compiler.disable(fn)
+
     def is_traced(self, x):
         return x.device.type == "meta" or is_compiling(self.torch)
 
@@ -150,6 +156,10 @@ class TorchBackend(Backend):
     def prepare_contract(self, operators, n_in, c_in, c_out):
         for op in operators():
             op.prepare(op.shape[1] // n_in, c_in, c_out)
+
+    def prepare_matmul(self, op):
+        op.table("contract", 1)
+        op.table("adjoint", 1)
 
     def autocast_dtype(self):
         """The dtype name of the ``torch.autocast`` context enabled for this backend's device, or

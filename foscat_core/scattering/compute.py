@@ -78,8 +78,8 @@ class ScalePlan:
         K, the number of orientations.
     full_kernel, wavelet_kernel : native arrays, shape (2K + 1, P) and (2K, P)
         The bank with and without the smoother (the last scale needs no smoothing).
-    filters : tuple of SphericalStencil
-        One per scale (their ``filter`` applies the bank).
+    filters : tuple of DepthwiseFilter
+        One per scale (their ``filter`` applies the bank), with their products' tables built.
     downs : tuple of DownPlan
         The mean ``down`` from scale ``j`` to ``j + 1`` (one fewer than scales).
     n_cells : tuple of int
@@ -116,7 +116,19 @@ def build_plan(bk, dtype, levels, kernel_host, n_orient, kernel_sz, gauge_type):
 
     ``kernel_host`` : ndarray, shape (1, 2K + 1, P), the :func:`~foscat_core.scattering.wavelets.conv_kernel`.
     Every stencil and down plan is built here, not on first use inside a (possibly traced) call.
+    This is host code, which ``torch.compile`` cannot trace: a plan first asked for while it
+    traces is a ``RuntimeError`` saying to make one eager call first (without ``fullgraph=True``,
+    Dynamo then runs that call eagerly), and the build itself runs as :meth:`Backend.host_call`.
     """
+    if bk.is_compiling():
+        raise RuntimeError(f"the scattering operator builds the per-scale data of a domain (here nside "
+                           f"{levels[0].nside}, {levels[0].n_cells} cells, {len(levels)} scales) on "
+                           "its first eager call: call op.eval once on maps of this domain (and the same Jmax) "
+                           "outside torch.compile, then compile")
+    return bk.host_call(_build_plan)(bk, dtype, levels, kernel_host, n_orient, kernel_sz, gauge_type)
+
+
+def _build_plan(bk, dtype, levels, kernel_host, n_orient, kernel_sz, gauge_type):
     k = n_orient
     filters = tuple(level_filter(lv, kernel_sz, gauge_type, bk, dtype) for lv in levels)
     downs = tuple(lv.down_plan for lv in levels[:-1])

@@ -7,6 +7,7 @@ over cells, so the order of the cell axis does not change them; the full-sky pat
 a regional map keeps its order and its ids become NESTED ids.
 """
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -43,6 +44,10 @@ class CellLayout:
         The ids as the user gave them (None = full sky in natural order).
     native_gather : native int array, shape (N,), or None
         ``gather`` on the operator's backend (see :func:`with_backend`).
+    pyramid_key : tuple
+        ``(nside, NESTED ids as bytes, or None for the full sky)``: the key of the domain's
+        per-scale data, made once here, so that a traced call (``torch.compile``, which holds
+        NumPy arrays as graph tensors without values) looks the data up without reading ids.
     """
 
     nside: int
@@ -54,6 +59,12 @@ class CellLayout:
     nest: bool
     user_ids: object
     native_gather: object = None
+    pyramid_key: tuple = None
+
+    def __post_init__(self):
+        if self.pyramid_key is None:
+            ids = None if self.cell_ids is None else np.asarray(self.cell_ids, dtype=np.int64).tobytes()
+            object.__setattr__(self, "pyramid_key", (self.nside, ids))
 
 
 def build_domain(nside, user_ids, nest):
@@ -242,7 +253,7 @@ def host_mask(bk, mask, n):
 def full_sky_nside(n, nside):
     """The nside of a full-sky map of ``n`` cells (``nside`` given or inferred)."""
     if nside is None:
-        ns = int(round(np.sqrt(n / 12.0)))
+        ns = math.isqrt(n // 12) if n >= 12 else 0  # plain Python: no NumPy on a traced call's path
         if 12 * ns * ns != n or ns < 1 or ns & (ns - 1):
             raise ValueError(f"x: {n} cells is not a full HEALPix sky (12 * nside**2 with nside a power "
                              "of two); pass cell_ids and nside for a regional map")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from foscat_core.ordering import as_domain
 from foscat_core.pyramid_ops import DownPlan
 from foscat_core.stencils import SphericalStencil
+from foscat_core.stencils.depthwise import DepthwiseFilter
 
 
 # A scale is only added while the coarser domain still has at least this many cells
@@ -27,6 +28,8 @@ class Level:
         parents of the finer one (``domain_j = domain_{j-1}.parent()``, the same object).
     stencil : SphericalStencil or None
         Built on first use.
+    depthwise : DepthwiseFilter or None
+        The stencil's depthwise filter (see :func:`level_filter`), built on first use.
     nside : int
         ``nside_0 / 2**j``.
     cell_ids : ndarray of int64, shape (N_j,), or None
@@ -36,6 +39,7 @@ class Level:
 
     domain: object
     stencil: object = None
+    depthwise: object = field(default=None, repr=False)
     uniform_weight: object = field(default=None, repr=False)
     _down: object = field(default=None, repr=False)
 
@@ -89,8 +93,15 @@ def level_stencil(level, kernel_sz, gauge_type, backend, dtype):
 
 
 def level_filter(level, kernel_sz, gauge_type, backend, dtype):
-    """The level's stencil, whose :meth:`~foscat_core.SphericalStencil.filter` applies the bank."""
-    return level_stencil(level, kernel_sz, gauge_type, backend, dtype)
+    """The level's :class:`~foscat_core.stencils.depthwise.DepthwiseFilter` (its ``filter`` applies
+    the bank, as :meth:`~foscat_core.SphericalStencil.filter` does, on native maps already checked),
+    built once with everything its products read, forward and backward
+    (:meth:`Backend.prepare_matmul`): a traced call (``torch.compile``) then builds nothing."""
+    if level.depthwise is None:
+        depthwise = DepthwiseFilter(level_stencil(level, kernel_sz, gauge_type, backend, dtype))
+        depthwise.backend.prepare_matmul(depthwise.op)
+        level.depthwise = depthwise
+    return level.depthwise
 
 
 def mask_pyramid(mask, levels):
