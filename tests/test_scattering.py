@@ -176,9 +176,9 @@ def test_mask_rows_select_regions():
     assert np.allclose(s0[0, :, 1], [x[0, : NPIX // 2].var(), x[0, NPIX // 2:].var()])
 
 
-def brute_force(x, y, nside, ids, kernel_sz, n_orient, n_scales):
+def brute_force(x, y, nside, ids, kernel_sz, n_orient, n_scales, xi):
     """S1..S4 by the definitions, one map and one orientation at a time, with stencil.conv and down."""
-    bank = conv_kernel(kernel_sz, n_orient)[0]
+    bank = conv_kernel(kernel_sz, n_orient, 1.2, xi)[0]
     psi = bank[:n_orient] + 1j * bank[n_orient:2 * n_orient]
     phi = bank[2 * n_orient]
 
@@ -234,7 +234,7 @@ def test_matches_brute_force_definitions(region):
     n_scales = 2 if region else 3
     kw = dict(cell_ids=ids, nside=nside if region else None, Jmax=n_scales)
     st = op.eval(x, y, **kw).numpy()
-    s1, s2, s3, s4 = brute_force(x, y, nside, ids, k, l, n_scales)
+    s1, s2, s3, s4 = brute_force(x, y, nside, ids, k, l, n_scales, op.XI)
     assert np.allclose(st["S1"][0, 0], s1)
     assert np.allclose(st["S2"][0, 0], s2)
     got = op.eval(x, y, **kw)

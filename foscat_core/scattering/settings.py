@@ -1,7 +1,7 @@
 """What a statistics object remembers of the operator and the call that made it.
 
 Arithmetic between two statistics objects is only meaningful when every coefficient means the
-same thing on both sides: same wavelets (KERNELSZ, NORIENT, LAMBDA, gauge), same scales (nside,
+same thing on both sides: same wavelets (KERNELSZ, NORIENT, LAMBDA, XI, gauge), same scales (nside,
 Jmax), same normalisation, both auto or both cross. Those are :data:`CHECKED`. The domain, the
 ordering and the mask are recorded but not checked: statistics are averages over cells, made to
 compare one region or weighting with another (an inpainting target is measured on the observed
@@ -10,10 +10,14 @@ cells, the loss on the hole); the mask's number of rows is checked with the shap
 
 import dataclasses
 import hashlib
+import math
 
 import numpy as np
 
-CHECKED = ("nside", "KERNELSZ", "NORIENT", "LAMBDA", "gauge_type", "Jmax", "norm", "cross")
+CHECKED = ("nside", "KERNELSZ", "NORIENT", "LAMBDA", "XI", "gauge_type", "Jmax", "norm", "cross")
+
+# The wavelet carrier of statistics saved before it was recorded (3 pi / 4 radians per pixel).
+LEGACY_XI = 0.75 * math.pi
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +45,8 @@ class OperatorSettings:
         0 without mask.
     mask_hash : str or None
         Hash of the mask in NESTED cell order (None without mask).
+    XI : float
+        Wavelet carrier frequency (radians per pixel); settings saved without it had ``3 pi / 4``.
     """
 
     nside: int
@@ -56,6 +62,7 @@ class OperatorSettings:
     cross: bool
     mask_rows: int = 0
     mask_hash: object = None
+    XI: float = LEGACY_XI
 
     def as_dict(self):
         """A JSON-ready dict of every field."""
@@ -65,7 +72,7 @@ class OperatorSettings:
     def from_dict(cls, d, name="settings"):
         """The inverse of :meth:`as_dict` (unknown or missing keys: ``ValueError`` naming them)."""
         fields = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(d, dict) or set(d) - fields or {f for f in fields if f not in ("mask_rows", "mask_hash")} - set(d):
+        if not isinstance(d, dict) or set(d) - fields or {f for f in fields if f not in ("mask_rows", "mask_hash", "XI")} - set(d):
             got = sorted(d) if isinstance(d, dict) else type(d).__name__
             raise ValueError(f"{name}: expected the keys {sorted(fields)}, got {got}")
         return cls(**d)

@@ -9,7 +9,7 @@ pixels of the input map, which dilates the wavelet.
 Definitions (all in pixel units of the scale the kernel is applied at)::
 
     sigma   = LAMBDA * (K // 2) / 2             # Gaussian envelope width (1.2 px for K=5)
-    xi      = 3 * pi / 4                        # carrier frequency, radians per pixel
+    xi      = XI                                # carrier frequency, radians per pixel (see below)
     theta_k = k * pi / NORIENT                  # k = 0 .. NORIENT-1, from east towards north
     g(u, v) = exp(-(u**2 + v**2) / (2 * sigma**2))
     psi_k   = g * (exp(1j * xi * (u cos theta_k + v sin theta_k)) - beta_k)
@@ -19,6 +19,16 @@ Definitions (all in pixel units of the scale the kernel is applied at)::
 
 The smoothing kernel uses the same envelope; smoothing followed by a mean ``down`` takes a map
 from one scale to the next.
+
+The carrier ``xi`` sets where each scale sits in multipoles: a wave of ``xi`` radians per pixel
+at nside ``n`` is ``l ~ xi * n / 1.02`` (a pixel is ``sqrt(4 pi / (12 n**2)) = 1.02 / n`` radians).
+With :data:`CARRIER_FREQUENCY` (``3 pi / 4``, the library we are modelled on) scale 0 responds
+from ``l ~ 1.3 nside`` up to the pixel scale (peak at ``l ~ 1.9 nside``, and HEALPix modes beyond
+``l = 3 nside`` seen almost as strongly) and scale 1, whose upper half the smoother before the
+``down`` cuts, peaks at ``l ~ 0.9 nside``: the octave ``l = nside .. 2 nside`` falls between two
+scales, so its power is not fixed by the statistics (a synthesis keeps whatever its starting map
+had there; issue 13). :data:`OCTAVE_CARRIER_FREQUENCY` (``0.6 pi``, the scattering operator's
+default) centres scale 0 on that octave (half-maximum response ``l ~ 1.0 .. 2.1 nside``).
 """
 
 import math
@@ -30,6 +40,18 @@ from foscat_core._validation import check_kernel_size, check_positive_int
 from foscat_core.stencils.geometry import tap_offsets
 
 CARRIER_FREQUENCY = 0.75 * math.pi
+OCTAVE_CARRIER_FREQUENCY = 0.6 * math.pi
+
+
+def check_xi(xi, name="XI"):
+    """``xi`` as a float after checking it is a real number in ``(0, pi]`` radians per pixel."""
+    if isinstance(xi, (bool, np.bool_)) or not isinstance(xi, numbers.Real):
+        raise TypeError(f"{name} must be a carrier frequency in (0, pi] radians per pixel, got {type(xi).__name__} "
+                        f"{xi!r}")
+    xi = float(xi)
+    if not (math.isfinite(xi) and 0 < xi <= math.pi):
+        raise ValueError(f"{name} must be a carrier frequency in (0, pi] radians per pixel, got {xi!r}")
+    return xi
 
 
 def check_lambda(lam, name="LAMBDA"):
@@ -47,7 +69,7 @@ def envelope_width(kernel_sz, lam):
     return check_lambda(lam) * (check_kernel_size(kernel_sz) // 2) / 2.0
 
 
-def morlet_bank(kernel_sz, n_orient, lam=1.2):
+def morlet_bank(kernel_sz, n_orient, lam=1.2, xi=CARRIER_FREQUENCY):
     """Complex Morlet wavelets at ``n_orient`` orientations and the real smoothing kernel.
 
     Parameters
@@ -58,6 +80,8 @@ def morlet_bank(kernel_sz, n_orient, lam=1.2):
         Number of orientations; ``theta_k = k * pi / n_orient``.
     lam : float
         Envelope width factor LAMBDA (``sigma = lam * (K // 2) / 2`` pixels).
+    xi : float
+        Carrier frequency in radians per pixel, in ``(0, pi]``.
 
     Returns
     -------
@@ -83,7 +107,7 @@ def morlet_bank(kernel_sz, n_orient, lam=1.2):
     sigma = envelope_width(kernel_sz, lam)
     g = np.exp(-(u**2 + v**2) / (2.0 * sigma**2))
     theta = np.arange(n_orient) * math.pi / n_orient
-    phase = CARRIER_FREQUENCY * (np.cos(theta)[:, None] * u[None, :] + np.sin(theta)[:, None] * v[None, :])
+    phase = check_xi(xi) * (np.cos(theta)[:, None] * u[None, :] + np.sin(theta)[:, None] * v[None, :])
     wave = np.exp(1j * phase)
     beta = (g[None, :] * wave).sum(axis=1, keepdims=True) / g.sum()
     psi = g[None, :] * (wave - beta)
@@ -92,7 +116,7 @@ def morlet_bank(kernel_sz, n_orient, lam=1.2):
     return psi, phi
 
 
-def conv_kernel(kernel_sz, n_orient, lam=1.2):
+def conv_kernel(kernel_sz, n_orient, lam=1.2, xi=CARRIER_FREQUENCY):
     """The bank as one real ``conv`` weight: real parts, imaginary parts, then the smoother.
 
     Parameters
@@ -103,6 +127,8 @@ def conv_kernel(kernel_sz, n_orient, lam=1.2):
         Number of orientations.
     lam : float
         Envelope width factor LAMBDA, as in :func:`morlet_bank`.
+    xi : float
+        Carrier frequency in radians per pixel, as in :func:`morlet_bank`.
 
     Returns
     -------
@@ -125,5 +151,5 @@ def conv_kernel(kernel_sz, n_orient, lam=1.2):
     >>> bool(np.allclose(y[0, 4], 1.0))  # the smoother keeps a constant map
     True
     """
-    psi, phi = morlet_bank(kernel_sz, n_orient, lam)
+    psi, phi = morlet_bank(kernel_sz, n_orient, lam, xi)
     return np.concatenate([psi.real, psi.imag, phi[None, :]], axis=0)[None, :, :]
