@@ -157,7 +157,10 @@ def test_scattering_levels_share_one_pyramid(checks):
 def test_scattering_operator_results_match_the_code_before_sharing():
     from foscat_core.scattering import ScatteringCovariance
 
-    op = ScatteringCovariance(KERNELSZ=3, backend="numpy", all_type="float64")
+    from foscat_core.scattering.settings import LEGACY_XI
+
+    # The wavelet carrier of the code the figures below were recorded with.
+    op = ScatteringCovariance(KERNELSZ=3, backend="numpy", all_type="float64", XI=LEGACY_XI)
     x = np.random.default_rng(3).normal(size=(1, REGION.size))
     mask = np.abs(np.random.default_rng(4).normal(size=(1, REGION.size))) + 0.1
     stats = op.eval(x, cell_ids=REGION, nside=8, mask=mask).numpy()

@@ -98,8 +98,6 @@ def test_fullgraph_eval_loss_and_gradient_give_the_eager_numbers(norm):
     assert_close(grad, ref_grad)
 
 
-@pytest.mark.xfail(strict=False, reason="needs operator.py to look the per-scale data of a domain up by "
-                   "CellLayout.pyramid_key (Dynamo cannot read the bytes of NumPy ids)")
 def test_regional_domain_no_graph_break_and_the_eager_gradient():
     op = operator(nside=8, cell_ids=REGION)  # the operator's domain: eval(x) takes no ids
     x = maps(REGION.size, 0)

@@ -127,9 +127,13 @@ class ScatteringCovariance:
                 f"{'' if self.cell_ids is None else f', cell_ids=<{self.cell_ids.size} cells>'})")
 
     # --- per-domain data, built once --------------------------------------------------------
-    def _pyramid(self, nside, cell_ids):
-        """The cached entry of a domain: ``{"allowed": int, "levels": list of Level, "plans": {J: ScalePlan}}``."""
-        key = (nside, None if cell_ids is None else np.asarray(cell_ids, dtype=np.int64).tobytes())
+    def _pyramid(self, nside, cell_ids, key=None):
+        """The cached entry of a domain: ``{"allowed": int, "levels": list of Level, "plans": {J: ScalePlan}}``.
+
+        ``key``: the domain's ``CellLayout.pyramid_key`` when the caller has one (a traced call
+        can not read the bytes of the ids), otherwise made from ``cell_ids``."""
+        if key is None:
+            key = (nside, None if cell_ids is None else np.asarray(cell_ids, dtype=np.int64).tobytes())
         entry = self._pyramids.get(key)
         if entry is None:
             allowed = count_scales(nside, cell_ids)
@@ -140,7 +144,7 @@ class ScatteringCovariance:
     def _plan(self, domain, n_scales):
         """The :class:`~foscat_core.scattering.compute.ScalePlan` of ``n_scales`` scales of ``domain``,
         built on its first use and never changed (a traced call only reads it)."""
-        entry = self._pyramid(domain.nside, domain.cell_ids)
+        entry = self._pyramid(domain.nside, domain.cell_ids, domain.pyramid_key)
         plan = entry["plans"].get(n_scales)
         if plan is None:
             plan = entry["plans"][n_scales] = build_plan(self._bk, self.all_type, entry["levels"][:n_scales],
@@ -154,9 +158,9 @@ class ScatteringCovariance:
 
     reset_norm = clean_norm
 
-    def max_scales(self, nside, cell_ids=None):
+    def max_scales(self, nside, cell_ids=None, key=None):
         """The default number of scales for a domain: what it allows minus JmaxDelta, capped by nstep_max."""
-        allowed = self._pyramid(nside, cell_ids)["allowed"]
+        allowed = self._pyramid(nside, cell_ids, key)["allowed"]
         return max(1, min(allowed - self.JmaxDelta, self.nstep_max)), allowed
 
     # --- the edge: users' maps and grids ----------------------------------------------------
@@ -253,7 +257,8 @@ class ScatteringCovariance:
         if call.mask is None:
             weights = plan.uniform
         else:
-            levels = self._pyramid(call.domain.nside, call.domain.cell_ids)["levels"][:call.n_scales]
+            levels = self._pyramid(call.domain.nside, call.domain.cell_ids,
+                                   call.domain.pyramid_key)["levels"][:call.n_scales]
             weights = [self._bk.asarray(w, dtype=self.all_type) for w in mask_pyramid(call.mask, levels)]
         raw = self._compiled(plan)(call.x, call.y, weights)
         return self._package(raw, plan, call)
@@ -275,7 +280,7 @@ class ScatteringCovariance:
         n = int(x.shape[1])
         dom = self._resolve(n, nside, cell_ids, nest, grid is not None)
         x, y = edge.field_maps(self._bk, x, y, dom, self.all_type)
-        default_j, allowed = self.max_scales(dom.nside, dom.cell_ids)
+        default_j, allowed = self.max_scales(dom.nside, dom.cell_ids, dom.pyramid_key)
         n_scales = edge.check_n_scales(Jmax, default_j, allowed)
         m, mask_hash = edge.mask_weights(self._bk, mask, dom, n)
         return edge.EvalInputs(x, y, dom, n_scales, m, mask_hash, norm)
