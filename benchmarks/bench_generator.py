@@ -36,6 +36,20 @@ from foscat_core.synthesis import Generator, Loss, Synthesis  # noqa: E402
 from foscat_core.synthesis.generator_training import distance_terms, scales  # noqa: E402
 
 
+def filaments_target(nside, seed=0):
+    """``g**2`` of a Gaussian field with ``C_l = 1/l`` smoothed by a 2-pixel Gaussian beam
+    (``benchmarks/synthesis_quality.py``'s filaments), standardised, NESTED."""
+    import healpy as hp
+
+    lmax = 3 * nside - 1
+    ell = np.arange(lmax + 1)
+    np.random.seed(seed)  # synfast draws from NumPy's global generator
+    g = hp.synfast(np.where(ell >= 2, 1.0 / np.maximum(ell, 1), 0.0), nside,
+                   fwhm=np.radians(2 * hp.nside2resol(nside, arcmin=True) / 60))
+    x = hp.reorder(g**2, r2n=True)
+    return (x - x.mean()) / x.std()
+
+
 def verdict(q):
     bands = max(abs(r - 1.0) for _, _, r in q["bands"])
     skew = abs(q["skewness"] / q["target_skewness"] - 1.0)
@@ -71,8 +85,16 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--chanlist", default=None, help="comma-separated, finest first; default 4,8,16,32,64")
     parser.add_argument("--diversity", type=float, default=1.0)
-    parser.add_argument("--one-point", type=float, default=1.0, help="weight of the one-point (sorted values) term")
-    parser.add_argument("--fine-level", default="conv", choices=["conv", "subpixel"])
+    parser.add_argument("--one-point", type=float, default=None, help="weight of the one-point (sorted values) term "
+                        "(default: fit's)")
+    parser.add_argument("--fine-level", default=None, choices=["conv", "subpixel", "hybrid"],
+                        help="default: the Generator's")
+    parser.add_argument("--output", default=None, choices=["linear", "sinh-arcsinh"], help="default: the Generator's")
+    parser.add_argument("--spectrum", type=float, default=None, help="weight of the band-power term (default: fit's)")
+    parser.add_argument("--moments", type=float, default=None, help="weight of the moments term (default: fit's)")
+    parser.add_argument("--match", default=None, choices=["sample", "batch", "both"], help="default: fit's")
+    parser.add_argument("--target", default="lognormal", choices=["lognormal", "filaments"])
+    parser.add_argument("--save", default=None, help="write the trained generator to this .npz file")
     parser.add_argument("--norm", default="self", choices=["self", "none"], help="norm of the scattering statistics")
     parser.add_argument("--lbfgs-maps", type=int, default=4)
     parser.add_argument("--lbfgs-iters", type=int, default=None, help="default 200 (100 with --quick)")
@@ -85,20 +107,25 @@ def main(argv=None):
     iters = args.iters or (150 if args.quick else 400)
     lbfgs_iters = args.lbfgs_iters or (100 if args.quick else 200)
     chanlist = [int(c) for c in args.chanlist.split(",")] if args.chanlist else [4, 8, 16, 32, 64][: max(2, nside.bit_length() - 2)]
-    target = lognormal_target(nside)
+    target = lognormal_target(nside) if args.target == "lognormal" else filaments_target(nside)
     op = funct(KERNELSZ=3, NORIENT=4, all_type="float32", backend=args.backend)
-    gen = Generator(nside, chanlist=chanlist, backend=args.backend, seed=0, fine_level=args.fine_level)
-    print(f"{gen}; nside {nside}, {iters} steps of {args.batch} maps, lr {args.lr}, one_point {args.one_point}, "
-          f"norm {args.norm}, threads "
-          f"{os.environ.get('OMP_NUM_THREADS', 'default')}")
+    given = lambda **kw: {k: v for k, v in kw.items() if v is not None}  # noqa: E731
+    gen = Generator(nside, chanlist=chanlist, backend=args.backend, seed=0,
+                    **given(fine_level=args.fine_level, output=args.output))
+    fit_kw = given(one_point=args.one_point, spectrum=args.spectrum, moments=args.moments, match=args.match)
+    print(f"{gen}; fine_level {gen.config['fine_level']!r}, output {gen.config['output']!r}; target {args.target}, "
+          f"nside {nside}, {iters} steps of {args.batch} maps, lr {args.lr}, fit options {fit_kw or 'default'}, "
+          f"norm {args.norm}, threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
     history = gen.fit(target, op, n_iter=iters, batch_size=args.batch, lr=args.lr, verbose=args.verbose, seed=0,
-                      diversity=args.diversity, one_point=args.one_point,
-                      norm=None if args.norm == "none" else args.norm)
+                      diversity=args.diversity, norm=None if args.norm == "none" else args.norm, **fit_kw)
+    if args.save:
+        gen.save(args.save)
     q = quality(gen.sample(16, seed=123), target, nside)
     ms = ms_per_sample(gen)
-    print(f"[generator] training {history['seconds']:.0f} s ({history['seconds'] / iters:.2f} s/step); statistics "
-          f"distance {history['initial_distance']:.3g} -> {history['final_distance']:.3g}; {ms:.2f} ms per sample "
-          "(batch 16)")
+    terms = ", ".join(f"{k} {history['initial_' + k]:.3g} -> {history['final_' + k]:.3g}"
+                      for k in ("distance", "one_point", "spectrum", "moments") if np.isfinite(history["final_" + k]))
+    print(f"[generator] training {history['seconds']:.0f} s ({history['seconds'] / iters:.2f} s/step); {terms}; "
+          f"{ms:.2f} ms per sample (batch 16)")
     print_quality("generator", q)
     print(f"[generator] {verdict(q)}")
     out = {"generator": dict(q, train_seconds=history["seconds"], ms_per_sample=ms,

@@ -39,10 +39,12 @@ class Generator(NativeModule):
     With ``fine_level="subpixel"`` the up-step into the finest level is learned instead: a
     convolution on the parent level gives each of the four children its own channels (a
     sub-pixel convolution, 4x fewer cells than a convolution at ``nside``), followed by 1x1
-    convolutions with norm and ReLU. A 1x1 head maps the finest level's channels to one, and the
-    output is
-    ``out_mean + out_std * head`` (both set by :meth:`fit` from the target's mean and variance,
-    and saved with the weights). All the noise is drawn with NumPy from a seed, so samples are
+    convolutions with norm and ReLU; ``fine_level="hybrid"`` feeds that sub-pixel convolution the
+    finest level's noise too (drawn at the parent level, four channels per noise map). A 1x1 head
+    maps the finest level's channels to one, ``u``, and the output is ``out_mean + out_std * T(u)``
+    (``out_mean``, ``out_std`` set by :meth:`fit` from the target's mean and variance, and saved
+    with the weights; ``T`` the learned sinh-arcsinh transform, or the identity with
+    ``output="linear"``). All the noise is drawn with NumPy from a seed, so samples are
     the same on every backend.
 
     Parameters
@@ -80,11 +82,21 @@ class Generator(NativeModule):
         sampling behave alike.
     gauge_type : {"phi", "cosmo"}
         Stencil gauge (see :class:`foscat_core.SphericalStencil`).
-    fine_level : {"conv", "subpixel"}
+    fine_level : {"conv", "hybrid", "subpixel"}
         How the finest level is made (with two levels or more): ``"conv"`` (default): copy-up
         like the other levels, then the K x K block at ``nside``; ``"subpixel"``: as above, about
-        half the sampling cost at the finest level, but in short trainings its samples matched
-        the target's skewness less well (see ``benchmarks/README.md``).
+        half the sampling cost at the finest level, but its fine-scale texture is 1x1 mixing of
+        white noise (the finest octave of power is lost); ``"hybrid"``: the sub-pixel
+        convolution reads the parent level's features and the finest level's noise (drawn at
+        the parent level, four channels per noise map), then norm + ReLU (and ``n_convs - 1``
+        1x1 convolutions): ~25% faster sampling than ``"conv"``, but in 300-step trainings at
+        nside 32 it kept only half the power of the two finest octaves (see
+        ``benchmarks/README.md``).
+    output : {"sinh-arcsinh", "linear"}
+        The output map ``out_mean + out_std * T(u)`` of the head's ``u``: ``"sinh-arcsinh"``
+        (default) ``T(u) = sinh(exp(log_delta) asinh(u) - skew)`` with two learned numbers
+        (``out_log_delta``, ``out_skew``, zero at first: the identity), a monotone map that gives
+        the samples the target's skewness and tails; ``"linear"``: ``T(u) = u``.
     backend : str or Backend, optional
         ``"torch"``, ``"tensorflow"``, ``"jax"`` (train and sample) or ``"numpy"`` (sample only).
     dtype : {"float32", "float64"}
@@ -129,7 +141,7 @@ class Generator(NativeModule):
 
     def __init__(self, nside, cell_ids=None, nest=True, latent_channels=8, chanlist=None, KERNELSZ=3,
                  latent_nside=None, noise_channels=1, n_convs=None, norm="instance", gauge_type="phi",
-                 fine_level="conv", output="linear", backend=None, dtype="float32", seed=None, device=None):
+                 fine_level="conv", output="sinh-arcsinh", backend=None, dtype="float32", seed=None, device=None):
         super().__init__(backend=backend, device=device)
         self.nside = check_nside(nside, "nside")
         self.nest = check_nest(nest)
@@ -302,7 +314,7 @@ class Generator(NativeModule):
     # --- training ----------------------------------------------------------------------------
     def fit(self, target, scat_op, n_iter=300, batch_size=8, lr=3e-3, verbose=True, seed=0, match="sample",
             diversity=1.0, mask=None, lr_schedule="cosine", weight_decay=0.0, one_point=None, norm="self",
-            spectrum=0.0):
+            spectrum=None, moments=None):
         """Train the generator so that its samples have the target's scattering statistics.
 
         Each step draws ``batch_size`` samples of noise, generates maps, computes their
@@ -329,10 +341,11 @@ class Generator(NativeModule):
             A tqdm progress bar with the loss.
         seed : int
             Seed of the training noise.
-        match : {"sample", "batch"}
+        match : {"sample", "batch", "both"}
             ``"sample"`` (default, the microcanonical analogue): every generated map's statistics
             are compared with the target's and the distances averaged. ``"batch"``: the batch's
             mean statistics are compared (a canonical match: individual maps may deviate).
+            ``"both"``: the sum of the two.
         diversity : float
             Weight of the decorrelation term, ``mean over pairs b != b' of corr(x_b, x_b')**2``,
             which penalises samples that copy each other (0: off).
@@ -351,6 +364,18 @@ class Generator(NativeModule):
         norm : {"self", None}
             How the statistics of map targets and of generated maps are normalised
             (``scat_op.eval(..., norm=norm)``); statistics targets keep their own.
+        spectrum : float, optional
+            Weight of the band-power term: per generated map, ``mean (log P_b - log P_b^target)**2``
+            over bands ``b``, the octaves ell 2-3, 4-7, 8-15 exactly (real spherical harmonics) and
+            Haar details at each level from ``nside`` down to 16 (see
+            :mod:`foscat_core.synthesis.generator_spectrum`); the scattering coefficients alone
+            leave octave band powers 20-50% off. ``None`` (default): 1 for map targets, 0 for
+            statistics targets (a positive weight is then a ``ValueError``).
+        moments : float, optional
+            Weight of the moments term: per generated map, ``(skew - skew_t)**2 / (1 + skew_t**2)
+            + (kurt - kurt_t)**2 / (1 + kurt_t**2)`` against the target's skewness and excess
+            kurtosis (the tails, which the one-point term weighs little). ``None`` (default): 3
+            for map targets, 0 for statistics targets.
 
         Returns
         -------
@@ -359,8 +384,9 @@ class Generator(NativeModule):
             ``"seconds"`` (wall time of the steps); ``"initial_distance"``/``"final_distance"``
             and ``"initial_decorrelation"``/``"final_decorrelation"``: the statistics distance
             and the decorrelation term of one fixed batch of noise, in evaluation mode, before
-            and after training; ``"initial_one_point"``/``"final_one_point"`` likewise (NaN when
-            the term is off).
+            and after training; ``"initial_one_point"``/``"final_one_point"``,
+            ``"initial_spectrum"``/``"final_spectrum"`` and ``"initial_moments"``/``"final_moments"``
+            likewise (NaN when the term is off).
 
         Examples
         --------
@@ -376,7 +402,7 @@ class Generator(NativeModule):
         return generator_training.fit(self, target, scat_op, n_iter=n_iter, batch_size=batch_size, lr=lr,
                                       verbose=verbose, seed=seed, match=match, diversity=diversity, mask=mask,
                                       lr_schedule=lr_schedule, weight_decay=weight_decay, one_point=one_point,
-                                      norm=norm, spectrum=spectrum)
+                                      norm=norm, spectrum=spectrum, moments=moments)
 
     # --- files -------------------------------------------------------------------------------
     def save(self, path):
@@ -402,6 +428,7 @@ class Generator(NativeModule):
         True
         """
         config, cell_ids, arrays, _ = read_weights(path, cls.__dict__.get("_fc_portable", cls))
+        config.setdefault("output", "linear")  # files written before the output transform existed
         gen = cls(**config, cell_ids=cell_ids, backend=backend, device=device)
         assign_weights(gen, arrays, path)
         return gen

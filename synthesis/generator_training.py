@@ -36,6 +36,14 @@ the squared 1-D Wasserstein-2 distance between each generated map's values and t
 (``q``: the target's sorted values, averaged over the target maps; ``var``: their variance).
 Sorting is differentiable (the gradient flows to the cell that holds each rank), in torch and in
 TensorFlow alike. With ``mask`` it runs over the cells any mask row weighs (> 0).
+
+The one-point term weighs the extreme tails little (a few cells of thousands), so a moments term
+matches each map's skewness and excess kurtosis to the target's (``moments``, relative squared
+errors; the marginal moments of Portilla & Simoncelli's texture statistics). And the scattering
+coefficients constrain octave band powers only loosely (20-50% off in a trained generator): the
+``spectrum`` term matches band powers per map (log ratios; exact harmonic projections for ell < 16,
+Haar details above, see :mod:`foscat_core.synthesis.generator_spectrum`). They default to weights
+1 (spectrum) and 3 (moments) for map targets, 0 for statistics targets (which carry neither).
 """
 
 import time
@@ -131,6 +139,22 @@ def one_point_distance(xp, x, cells, quantiles, inv_var):
     return xp.mean((xp.sort(x, axis=1) - quantiles) ** 2) * inv_var
 
 
+def standard_moments(xp, x):
+    """Per map (rows of x), skewness and excess kurtosis: two (B,) arrays."""
+    d = x - xp.mean(x, axis=1, keepdims=True)
+    d2 = d * d
+    v = xp.mean(d2, axis=1)
+    return xp.mean(d2 * d, axis=1) / (v * xp.sqrt(v) + 1e-30), xp.mean(d2 * d2, axis=1) / (v * v + 1e-30) - 3.0
+
+
+def moments_distance(xp, x, cells, skew, kurt):
+    """Mean over maps of ``(skew_b - skew)**2 / (1 + skew**2) + (kurt_b - kurt)**2 / (1 + kurt**2)``."""
+    if cells is not None:
+        x = xp.take(x, cells, axis=1)
+    s3, k4 = standard_moments(xp, x)
+    return xp.mean((s3 - skew) ** 2) / (1.0 + skew**2) + xp.mean((k4 - kurt) ** 2) / (1.0 + kurt**2)
+
+
 class HaarBands:
     """Per map, the energy of its Haar details level by level: a differentiable, cheap stand-in
     for the power in octave bands of ell (the scattering coefficients of the finest scales hardly
@@ -142,25 +166,33 @@ class HaarBands:
     ``ell ~ nside_k .. 2 nside_k``); ``energies(x)`` (B, K) are ``mean(d_k**2)`` over the present
     cells, from ``nside`` down to nside 1 (K = log2 nside levels). Only gathers, reshapes and sums:
     every backend, any domain and ordering.
+
+    With ``split=True`` each level gives two numbers instead, over the quads whose four cells are
+    all present: the energy of the two gradients across a quad (north - south, east - west
+    children, NESTED positions 3 - 0 and 1 - 2: about ell ~ nside_k .. 2 nside_k) and of its
+    checkerboard (0 + 3 - 1 - 2: the pixel scale, ell > 2 nside_k), each over ``4 * quads``: a map
+    can not trade power between the octave below 2 nside_k and the pixel scale unseen.
     """
 
-    def __init__(self, nside, nested_ids, n_cells):
+    def __init__(self, nside, nested_ids, n_cells, min_nside=1, split=False):
         n_full = 12 * nside * nside
         index = np.full(n_full, n_cells, dtype=np.int64)  # the appended zero
         index[np.arange(n_cells) if nested_ids is None else nested_ids] = np.arange(n_cells)
         self.full = nested_ids is None
         self.index = index
         masks, m = [], (index < n_cells).astype(np.float64)
-        while m.size > 12:
+        while m.size > 12 * min_nside**2:
             c = m.reshape(-1, 4).sum(axis=1)
-            masks.append((m, 1.0 / np.maximum(c, 1e-30), 1.0 / max(m.sum(), 1.0)))
+            whole = (c == 4).astype(np.float64)
+            masks.append((m, 1.0 / np.maximum(c, 1e-30), 1.0 / max(m.sum(), 1.0), whole, 0.25 / max(whole.sum(), 1.0)))
             m = (c > 0).astype(np.float64)
         self.masks = masks
+        self.split = split
 
     def to(self, bk, dtype):
         """The host tables as ``bk`` arrays (a copy of ``self`` holding them)."""
         other = object.__new__(HaarBands)
-        other.full = self.full
+        other.full, other.split = self.full, self.split
         other.index = None if self.full else bk.asarray(self.index, dtype="int64")
         other.masks = [tuple(bk.asarray(a, dtype=dtype) if isinstance(a, np.ndarray) else a for a in t)
                        for t in self.masks]
@@ -171,13 +203,19 @@ class HaarBands:
         if not self.full:
             x = xp.take(xp.concat([x, x[:, :1] * 0.0], axis=1), self.index, axis=1)
         out = []
-        for m, inv_count, inv_total in self.masks:
+        for m, inv_count, inv_total, whole, inv_quads in self.masks:
             n = int(m.shape[0])
             xm = x * m
-            down = xp.sum(xp.reshape(xm, (b, n // 4, 4)), axis=2) * inv_count
-            d = xp.reshape(xm - xp.reshape(xp.reshape(down, (b, n // 4, 1)) * xp.reshape(m, (1, n // 4, 4)), (b, n)),
-                           (b, n))
-            out.append(xp.sum(d * d, axis=1) * inv_total)
+            quads = xp.reshape(xm, (b, n // 4, 4))
+            down = xp.sum(quads, axis=2) * inv_count
+            if self.split:
+                q0, q1, q2, q3 = (quads[:, :, i] for i in range(4))
+                grad, checker = (q3 - q0) ** 2 + (q1 - q2) ** 2, (q0 + q3 - q1 - q2) ** 2
+                out.append(xp.sum(grad * whole, axis=1) * inv_quads)
+                out.append(xp.sum(checker * whole, axis=1) * inv_quads)
+            else:
+                d = xm - xp.reshape(xp.reshape(down, (b, n // 4, 1)) * xp.reshape(m, (1, n // 4, 4)), (b, n))
+                out.append(xp.sum(d * d, axis=1) * inv_total)
             x = down
         return xp.stack(out, axis=1)
 
@@ -242,14 +280,23 @@ def decorrelation(xp, x):
     return (xp.sum(c * c) - xp.sum(diag * diag)) / (b * (b - 1))
 
 
-def make_objective(gen, scat_op, ref, norm, match, diversity, mask, one_point=0.0, maps=None, spectrum=0.0):
-    """``parts(x) -> {"total", "distance", "decorrelation", "one_point", "spectrum"}`` (backend
+def make_objective(gen, scat_op, ref, norm, match, diversity, mask, one_point=0.0, maps=None, spectrum=0.0,
+                   moments=0.0):
+    """``parts(x) -> {"total", "distance", "decorrelation", "one_point", "spectrum", "moments"}`` (backend
     scalars; ``None`` for a term that does not apply) on generated maps x (B, N_cells)."""
     bk = operator_backend(scat_op)
     xp = bk.xp
     op_dtype = getattr(scat_op, "all_type", gen.dtype)
     weights = {name: bk.asarray(w, dtype=op_dtype) for name, w in scales(ref).items()}
     kwargs = domain_kwargs(gen)
+    if moments:
+        from foscat_core.backends import get_backend
+
+        host = get_backend("numpy")
+        m_cells, _, _ = one_point_reference(maps, mask, gen.n_cells)
+        s3, k4 = standard_moments(host.xp, maps if m_cells is None else maps[:, m_cells])
+        m_skew, m_kurt = float(np.mean(s3)), float(np.mean(k4))
+        m_cells = None if m_cells is None else gen.backend.asarray(m_cells, dtype="int64")
     if one_point:
         cells, q, var = one_point_reference(maps, mask, gen.n_cells)
         cells = None if cells is None else gen.backend.asarray(cells, dtype="int64")
@@ -257,7 +304,9 @@ def make_objective(gen, scat_op, ref, norm, match, diversity, mask, one_point=0.
     if spectrum:
         from foscat_core.backends import get_backend
 
-        bands = HaarBands(gen.nside, gen.nested_ids, gen.n_cells)
+        from .generator_spectrum import BandPowers
+
+        bands = BandPowers(gen.nside, gen.nested_ids, gen.n_cells)
         host = get_backend("numpy")
         log_ref = np.log(np.mean(host.to_numpy(bands.energies(host.xp, maps)), axis=0) + 1e-30)
         log_ref = gen.backend.asarray(log_ref, dtype=gen.dtype)
@@ -279,7 +328,11 @@ def make_objective(gen, scat_op, ref, norm, match, diversity, mask, one_point=0.
         spec = spectrum_distance(xp, bands.energies(xp, x), log_ref) if spectrum else None
         if spec is not None:
             total = total + spectrum * xp.astype(spec, dist.dtype)
-        return {"total": total, "distance": dist, "decorrelation": dec, "one_point": w1d, "spectrum": spec}
+        mom = moments_distance(xp, x, m_cells, m_skew, m_kurt) if moments else None
+        if mom is not None:
+            total = total + moments * xp.astype(mom, dist.dtype)
+        return {"total": total, "distance": dist, "decorrelation": dec, "one_point": w1d, "spectrum": spec,
+                "moments": mom}
 
     return parts
 
@@ -295,15 +348,20 @@ def check_one_point(one_point, target_is_maps):
     return one_point
 
 
-def check_spectrum(spectrum, target_is_maps):
-    """The band-power weight: ``None`` -> 1 for map targets, 0 for statistics targets."""
-    if spectrum is None:
-        return 1.0 if target_is_maps else 0.0
-    spectrum = check_hyper(spectrum, "spectrum", positive=False)
-    if spectrum and not target_is_maps:
-        raise ValueError(f"spectrum={spectrum} needs the target's maps, but target is statistics; give the target "
-                         "maps, or spectrum=0")
-    return spectrum
+DEFAULT_WEIGHTS = {"spectrum": 1.0, "moments": 3.0}
+
+
+def check_map_term(weight, name, target_is_maps):
+    """The weight of a term read off the target maps: ``None`` -> ``DEFAULT_WEIGHTS[name]`` for
+    map targets, 0 for statistics targets (which carry no pixel values; a positive weight is then
+    a ValueError)."""
+    if weight is None:
+        return DEFAULT_WEIGHTS[name] if target_is_maps else 0.0
+    weight = check_hyper(weight, name, positive=False)
+    if weight and not target_is_maps:
+        raise ValueError(f"{name}={weight} needs the target's maps, but target is statistics; give the target "
+                         f"maps, or {name}=0")
+    return weight
 
 
 def check_fit_arguments(n_iter, batch_size, lr, match, diversity, weight_decay, seed, norm):
@@ -335,18 +393,19 @@ def evaluate(gen, parts, seeds, when):
 
 
 def fit(gen, target, scat_op, *, n_iter, batch_size, lr, verbose, seed, match, diversity, mask, lr_schedule,
-        weight_decay, one_point, norm, spectrum=0.0):
+        weight_decay, one_point, norm, spectrum=None, moments=None):
     n_iter, batch_size, lr, diversity, weight_decay = check_fit_arguments(
         n_iter, batch_size, lr, match, diversity, weight_decay, seed, norm)
     schedule = resolve_schedule(lr_schedule, n_iter)
     check_operator(gen, scat_op)
     ref, norm, maps = reference(gen, target, scat_op, mask, norm)
     one_point = check_one_point(one_point, maps is not None)
-    spectrum = check_spectrum(spectrum, maps is not None)
+    spectrum = check_map_term(spectrum, "spectrum", maps is not None)
+    moments = check_map_term(moments, "moments", maps is not None)
     s0 = np.asarray(ref.backend.to_numpy(ref["S0"]), dtype=np.float64)  # (1, M, 2)
     gen.fw.assign(gen.out_mean, np.asarray([s0[..., 0].mean()]))
     gen.fw.assign(gen.out_std, np.asarray([np.sqrt(max(s0[..., 1].mean(), 0.0))]))
-    parts = make_objective(gen, scat_op, ref, norm, match, diversity, mask, one_point, maps, spectrum)
+    parts = make_objective(gen, scat_op, ref, norm, match, diversity, mask, one_point, maps, spectrum, moments)
     opt = persistent_optimizer(gen, "adam", lr, weight_decay, 0.0, fresh=False)
     step = gen.fw.trainer(gen, lambda x, y, w: parts(x)["total"], opt)
     rng = np.random.default_rng(seed)
