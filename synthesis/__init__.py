@@ -11,5 +11,6 @@ with ``tf.function`` / ``jax.jit`` where the losses allow it).
 from .loss import BackendOnly, Loss
 from .synthesis import SYNTHESIS_BACKENDS, Synthesis
 from .generator import Generator
+from .histogram import histogram_distance
 
-__all__ = ["Loss", "BackendOnly", "Synthesis", "SYNTHESIS_BACKENDS", "Generator"]
+__all__ = ["Loss", "BackendOnly", "Synthesis", "SYNTHESIS_BACKENDS", "Generator", "histogram_distance"]
