@@ -19,7 +19,10 @@ Losses (operator ``funct(KERNELSZ=5, NORIENT=4)``, no norm, as in the README):
 * ``readme``: ``stats.reduce_mean_batch((stats - ref) ** 2)``;
 * ``distance``: ``op.reduce_distance(stats, ref)``: the same terms, averaged instead of summed;
 * ``dist+sigma``: ``op.reduce_distance(stats, ref, sigma)`` with ``sigma = std_batch()`` of
-  ``--realisations`` other draws of the target's process.
+  ``--realisations`` other draws of the target's process;
+* ``readme+hist`` (the README's recommendation): ``readme`` plus ``--hist-weight`` times
+  ``histogram_distance(x, target)`` (the one-point term, ``foscat_core.synthesis.histogram_distance``);
+* ``self+hist``: the same with statistics normalised by ``norm="self"``.
 
 Every synthesis starts from the same white noise. At each checkpoint it reports the band power
 ratio synthesis / target per octave (``l = 4-8, 8-16, ..., nside-2 nside``), skewness and excess
@@ -43,7 +46,7 @@ import numpy as np  # noqa: E402
 from foscat_core.demo.data import cmb_spectrum  # noqa: E402
 from foscat_core.diagnostics import band_power_ratios, minkowski_functionals, moments  # noqa: E402
 from foscat_core.scattering import funct  # noqa: E402
-from foscat_core.synthesis import Loss, Synthesis  # noqa: E402
+from foscat_core.synthesis import Loss, Synthesis, histogram_distance  # noqa: E402
 
 
 def gaussian(cl, nside, seed, fwhm=0.0):
@@ -77,6 +80,12 @@ def sigma_loss(x, op, args):
     return op.reduce_distance(op.eval(x), args[0], args[1])
 
 
+def hist_loss(x, op, args):
+    ref, target, weight, norm = args
+    stats = op.eval(x, norm=norm)
+    return stats.reduce_mean_batch((stats - ref) ** 2) + weight * histogram_distance(x, target)
+
+
 def quality(m, target, thresholds):
     """(band ratios, skewness ratio, kurtosis ratio, [V0, V1, V2] errors relative to range)."""
     _, ratios = band_power_ratios(m, target)
@@ -94,10 +103,10 @@ def row(label, iters, q, seconds):
             f"{mf[2]:5.3f} | {seconds:6.1f} |")
 
 
-LOSSES = ("readme", "distance", "dist+sigma")
+LOSSES = ("readme", "distance", "dist+sigma", "readme+hist", "self+hist")
 
 
-def run_target(kind, nside, iters, backend, n_real, xi=None, losses=LOSSES):
+def run_target(kind, nside, iters, backend, n_real, xi=None, losses=LOSSES, hist_weight=10.0):
     raw = draw(kind, nside, 0)
     mean, std = raw.mean(), raw.std()
     target = (raw - mean) / std  # the target standardised; its realisations in the same units
@@ -117,7 +126,9 @@ def run_target(kind, nside, iters, backend, n_real, xi=None, losses=LOSSES):
     x0 = np.random.default_rng(1).normal(size=target.size)
     step = int(np.gcd.reduce(iters))
     for label, fn, args in (("readme", readme_loss, (ref,)), ("distance", distance_loss, (ref,)),
-                            ("dist+sigma", sigma_loss, (ref, sigma))):
+                            ("dist+sigma", sigma_loss, (ref, sigma)),
+                            ("readme+hist", hist_loss, (ref, target, hist_weight, None)),
+                            ("self+hist", hist_loss, (op.eval(target, norm="self"), target, hist_weight, "self"))):
         if label not in losses:
             continue
         synth = Synthesis([Loss(fn, op, *args)], verbose=False)
@@ -140,6 +151,7 @@ def main():
                         choices=["lognormal", "filaments"])
     parser.add_argument("--realisations", type=int, default=8, help="maps sigma is estimated from")
     parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
+    parser.add_argument("--hist-weight", type=float, default=10.0, help="weight of the histogram term of readme+hist and self+hist")
     parser.add_argument("--xi", type=float, default=None,
                         help="wavelet carrier in units of pi radians per pixel (default: the operator's, 0.6; "
                              "0.75 for the statistics of earlier versions)")
@@ -154,7 +166,7 @@ def main():
     for nside in args.nsides:
         for kind in args.targets:
             run_target(kind, nside, sorted(args.iters), args.backend, args.realisations,
-                       None if args.xi is None else args.xi * np.pi, args.losses)
+                       None if args.xi is None else args.xi * np.pi, args.losses, args.hist_weight)
 
 
 if __name__ == "__main__":
