@@ -9,7 +9,7 @@ in relative terms (``mean (log P_b - log P_b^target)**2``):
   of the map on the real spherical harmonics of those degrees (``P_l^m(cos theta)`` times
   ``cos``/``sin(m phi)`` at the domain's cell centres, each of unit norm), one matrix product per
   batch (on a region they are not orthogonal: band powers of the cut sky, compared like for like);
-* finer scales by Haar details (:class:`~.generator_training.HaarBands`, split into the quads'
+* finer scales by Haar details (:class:`HaarBands`, split into the quads'
   gradients and checkerboard: the octave below 2 nside_k and the pixel scale) of the map with those
   low degrees removed (so the large-scale power of a red spectrum does not leak into them), at
   the levels from ``nside`` down to the one just above the exact octaves (``nside_k >= 16``, or
@@ -22,9 +22,77 @@ Only matrix products, gathers and sums: every backend, full sky or region, any o
 import healpy as hp
 import numpy as np
 
-from .generator_training import HaarBands
-
 OCTAVES = ((2, 4), (4, 8), (8, 16))
+
+
+class HaarBands:
+    """Per map, the energy of its Haar details level by level: a differentiable, cheap stand-in
+    for the power in octave bands of ell (the scattering coefficients of the finest scales hardly
+    see the power near ell ~ 2 nside).
+
+    The map is placed on the NESTED full sky (cells outside the domain weigh 0); at each level
+    ``x_{k+1} = down(x_k)`` (the mean of the present children) and the detail
+    ``d_k = x_k - up(x_{k+1})`` carries the power between the two resolutions (about the octave
+    ``ell ~ nside_k .. 2 nside_k``); ``energies(x)`` (B, K) are ``mean(d_k**2)`` over the present
+    cells, from ``nside`` down to nside 1 (K = log2 nside levels). Only gathers, reshapes and sums:
+    every backend, any domain and ordering.
+
+    With ``split=True`` each level gives two numbers instead, over the quads whose four cells are
+    all present: the energy of the two gradients across a quad (north - south, east - west
+    children, NESTED positions 3 - 0 and 1 - 2: about ell ~ nside_k .. 2 nside_k) and of its
+    checkerboard (0 + 3 - 1 - 2: the pixel scale, ell > 2 nside_k), each over ``4 * quads``: a map
+    can not trade power between the octave below 2 nside_k and the pixel scale unseen.
+    """
+
+    def __init__(self, nside, nested_ids, n_cells, min_nside=1, split=False):
+        n_full = 12 * nside * nside
+        index = np.full(n_full, n_cells, dtype=np.int64)  # the appended zero
+        index[np.arange(n_cells) if nested_ids is None else nested_ids] = np.arange(n_cells)
+        self.full = nested_ids is None
+        self.index = index
+        masks, m = [], (index < n_cells).astype(np.float64)
+        while m.size > 12 * min_nside**2:
+            c = m.reshape(-1, 4).sum(axis=1)
+            whole = (c == 4).astype(np.float64)
+            masks.append((m, 1.0 / np.maximum(c, 1e-30), 1.0 / max(m.sum(), 1.0), whole, 0.25 / max(whole.sum(), 1.0)))
+            m = (c > 0).astype(np.float64)
+        self.masks = masks
+        self.split = split
+
+    def to(self, bk, dtype):
+        """The host tables as ``bk`` arrays (a copy of ``self`` holding them)."""
+        other = object.__new__(HaarBands)
+        other.full, other.split = self.full, self.split
+        other.index = None if self.full else bk.asarray(self.index, dtype="int64")
+        other.masks = [tuple(bk.asarray(a, dtype=dtype) if isinstance(a, np.ndarray) else a for a in t)
+                       for t in self.masks]
+        return other
+
+    def energies(self, xp, x):
+        b = int(x.shape[0])
+        if not self.full:
+            x = xp.take(xp.concat([x, x[:, :1] * 0.0], axis=1), self.index, axis=1)
+        out = []
+        for m, inv_count, inv_total, whole, inv_quads in self.masks:
+            n = int(m.shape[0])
+            xm = x * m
+            quads = xp.reshape(xm, (b, n // 4, 4))
+            down = xp.sum(quads, axis=2) * inv_count
+            if self.split:
+                q0, q1, q2, q3 = (quads[:, :, i] for i in range(4))
+                grad, checker = (q3 - q0) ** 2 + (q1 - q2) ** 2, (q0 + q3 - q1 - q2) ** 2
+                out.append(xp.sum(grad * whole, axis=1) * inv_quads)
+                out.append(xp.sum(checker * whole, axis=1) * inv_quads)
+            else:
+                d = xm - xp.reshape(xp.reshape(down, (b, n // 4, 1)) * xp.reshape(m, (1, n // 4, 4)), (b, n))
+                out.append(xp.sum(d * d, axis=1) * inv_total)
+            x = down
+        return xp.stack(out, axis=1)
+
+
+def spectrum_distance(xp, energies, log_ref):
+    """Mean over maps and levels of ``(log e - log e_ref)**2``: relative band-power errors."""
+    return xp.mean((xp.log(energies + 1e-30) - log_ref) ** 2)
 
 
 def harmonic_basis(nside, nested_ids, lmax):

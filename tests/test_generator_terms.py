@@ -10,7 +10,7 @@ from conftest import AUTOGRAD_BACKENDS, cached_funct
 from foscat_core.backends import get_backend
 from foscat_core.synthesis import Generator
 from foscat_core.synthesis.generator_model import sinh_arcsinh
-from foscat_core.synthesis.generator_training import HaarBands
+from foscat_core.synthesis.generator_spectrum import HaarBands
 
 NSIDE = 8
 SMALL = dict(chanlist=[4, 8], latent_channels=4, seed=0)
