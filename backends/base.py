@@ -259,6 +259,11 @@ class Backend:
         """Elementwise ``x ** p`` of a native array (``p`` a Python number)."""
         return x**p
 
+    def stop_gradient(self, x):
+        """``x`` with no gradient flowing back through it (``detach``, ``tf.stop_gradient``,
+        ``jax.lax.stop_gradient``); the identity where there is no autograd."""
+        return x
+
     def size_along(self, x, axes):
         """The number of entries of ``x`` along ``axes``: a Python float, or a scalar tensor of
         ``x``'s dtype when a size is only known at run time (a traced batch dimension)."""

@@ -89,7 +89,7 @@ def main(argv=None):
                         "(default: fit's)")
     parser.add_argument("--fine-level", default=None, choices=["conv", "subpixel", "hybrid"],
                         help="default: the Generator's")
-    parser.add_argument("--output", default=None, choices=["linear", "sinh-arcsinh"], help="default: the Generator's")
+    parser.add_argument("--output", default=None, choices=["linear", "sinh-arcsinh", "quantile"], help="default: the Generator's")
     parser.add_argument("--spectrum", type=float, default=None, help="weight of the band-power term (default: fit's)")
     parser.add_argument("--moments", type=float, default=None, help="weight of the moments term (default: fit's)")
     parser.add_argument("--match", default=None, choices=["sample", "batch", "both"], help="default: fit's")

@@ -24,7 +24,7 @@ from foscat_core.ordering import check_nest, nested_cell_ids
 
 from . import generator_training
 from .generator_model import (HybridFineBlock, LevelBlock, SubpixelUp, check_count, check_fine_level, check_norm,
-                              check_output, sinh_arcsinh, draw_noise,
+                              check_output, gaussian_quantiles, quantile_output, sinh_arcsinh, draw_noise,
                               noise_shapes, pyramid_levels, resolve_convs, resolve_levels, sample_seeds)
 
 
@@ -92,11 +92,15 @@ class Generator(NativeModule):
         1x1 convolutions): ~25% faster sampling than ``"conv"``, but in 300-step trainings at
         nside 32 it kept only half the power of the two finest octaves (see
         ``benchmarks/README.md``).
-    output : {"sinh-arcsinh", "linear"}
+    output : {"sinh-arcsinh", "linear", "quantile"}
         The output map ``out_mean + out_std * T(u)`` of the head's ``u``: ``"sinh-arcsinh"``
         (default) ``T(u) = sinh(exp(log_delta) asinh(u) - skew)`` with two learned numbers
         (``out_log_delta``, ``out_skew``, zero at first: the identity), a monotone map that gives
-        the samples the target's skewness and tails; ``"linear"``: ``T(u) = u``.
+        the samples the target's skewness and tails; ``"linear"``: ``T(u) = u``;
+        ``"quantile"``: each sample takes the target's values (``out_quantiles``, its sorted
+        values, set by :meth:`fit` from target maps; standard normal quantiles before) in the
+        order of the ranks of ``out_mean + out_std * u``, so its histogram is the target's
+        exactly; trained straight-through (the gradient passes the re-ranking as the identity).
     backend : str or Backend, optional
         ``"torch"``, ``"tensorflow"``, ``"jax"`` (train and sample) or ``"numpy"`` (sample only).
     dtype : {"float32", "float64"}
@@ -215,6 +219,8 @@ class Generator(NativeModule):
         if output == "sinh-arcsinh":  # T(u) = sinh(exp(log_delta) asinh(u) - skew); identity at 0, 0
             self.add_parameter("out_log_delta", np.zeros(1), self.dtype)
             self.add_parameter("out_skew", np.zeros(1), self.dtype)
+        if output == "quantile":
+            self.add_state("out_quantiles", gaussian_quantiles(self.n_cells), self.dtype)
 
     def __repr__(self):
         domain = "full sky" if self.cell_ids is None else f"{self.n_cells} cells"
@@ -251,7 +257,10 @@ class Generator(NativeModule):
         y = self.head(h)[:, 0, :]
         if self.config["output"] == "sinh-arcsinh":
             y = sinh_arcsinh(xp, y, self.out_log_delta, self.out_skew)
-        return self.out_mean + self.out_std * y
+        y = self.out_mean + self.out_std * y
+        if self.config["output"] == "quantile":
+            y = quantile_output(self.backend, y, self.out_quantiles, self.n_cells)
+        return y
 
     def _up(self, i, h):
         if i >= len(self._up_repeat) or not self._up_repeat[i]:

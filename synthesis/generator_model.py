@@ -20,7 +20,7 @@ from foscat_core.nn.module import NativeModule
 from foscat_core.pyramid_ops import UpPlan
 
 FINE_LEVELS = ("hybrid", "conv", "subpixel")
-OUTPUTS = ("linear", "sinh-arcsinh")
+OUTPUTS = ("linear", "sinh-arcsinh", "quantile")
 
 
 def default_chanlist(n_levels, finest=8, coarsest=64):
@@ -209,6 +209,23 @@ def check_output(output):
     return output
 
 
+def gaussian_quantiles(n):
+    """The standard normal's quantiles at the ``n`` ranks ``(i + 0.5) / n`` (float64)."""
+    from scipy.special import ndtri
+
+    return ndtri((np.arange(n) + 0.5) / n)
+
+
+def quantile_output(bk, y, quantiles, n_cells):
+    """Each row of ``y`` (B, N) replaced by ``quantiles`` (N,) in the order of its ranks: the
+    samples take the target's values exactly. Straight-through: the gradient passes to ``y``
+    as if the map were the identity."""
+    xp = bk.xp
+    ranks = xp.argsort(xp.argsort(y, axis=1), axis=1)
+    matched = xp.reshape(xp.take(quantiles, xp.reshape(ranks, (-1,)), axis=0), (-1, n_cells))
+    return y + bk.stop_gradient(matched - y)
+
+
 def sinh_arcsinh(xp, u, log_delta, skew):
     """``sinh(exp(log_delta) * asinh(u) - skew)``: a monotone map of the head's output with two
     learned numbers, the identity at ``(0, 0)`` (Jones & Pewsey's sinh-arcsinh transform):
@@ -262,5 +279,5 @@ def sample_seeds(seed, n):
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint64)]
 
 
-__all__ = ["FINE_LEVELS", "OUTPUTS", "check_output", "sinh_arcsinh", "HybridFineBlock", "LevelBlock", "norm_relu", "SubpixelUp", "check_fine_level", "check_chanlist", "check_count", "check_norm", "draw_noise", "noise_shapes",
+__all__ = ["FINE_LEVELS", "OUTPUTS", "check_output", "gaussian_quantiles", "quantile_output", "sinh_arcsinh", "HybridFineBlock", "LevelBlock", "norm_relu", "SubpixelUp", "check_fine_level", "check_chanlist", "check_count", "check_norm", "draw_noise", "noise_shapes",
            "pyramid_levels", "resolve_levels", "sample_seeds", "check_positive_int"]

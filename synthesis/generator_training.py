@@ -58,6 +58,7 @@ from foscat_core.nn.training import persistent_optimizer
 from foscat_core.scattering.statistics import ScatteringStatistics
 
 from .generator_spectrum import BandPowers, spectrum_distance
+from .histogram import target_quantiles
 
 MATCHES = ("sample", "batch", "both")
 FAMILY = {"S0": "S0", "S1": "S1", "S2": "S2", "S3": "S3", "S3P": "S3", "S4": "S4"}
@@ -332,6 +333,11 @@ def fit(gen, target, scat_op, *, n_iter, batch_size, lr, verbose, seed, match, d
     s0 = np.asarray(ref.backend.to_numpy(ref["S0"]), dtype=np.float64)  # (1, M, 2)
     gen.fw.assign(gen.out_mean, np.asarray([s0[..., 0].mean()]))
     gen.fw.assign(gen.out_std, np.asarray([np.sqrt(max(s0[..., 1].mean(), 0.0))]))
+    if gen.config["output"] == "quantile":
+        if maps is None:
+            raise ValueError("output='quantile' takes the target's values, but target is statistics; give the "
+                             "target maps, or build the Generator with another output")
+        gen.fw.assign(gen.out_quantiles, target_quantiles(maps, gen.n_cells)[0])
     parts = make_objective(gen, scat_op, ref, norm, match, diversity, mask, one_point, maps, spectrum, moments)
     opt = persistent_optimizer(gen, "adam", lr, weight_decay, 0.0, fresh=False)
     step = gen.fw.trainer(gen, lambda x, y, w: parts(x)["total"], opt)

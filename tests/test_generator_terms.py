@@ -131,3 +131,41 @@ def test_band_powers_low_octaves_are_anafast_band_powers(backend):
     bands = BandPowers(nside, None, ring.size).to(bk, "float32")
     e = bk.to_numpy(bands.energies(bk.xp, bk.asarray(hp.reorder(ring, r2n=True)[None], dtype="float32")))[0]
     assert e.shape == (3 + 2,) and np.allclose(e[:3], expected, rtol=5e-3) and np.all(e[3:] > 0)
+
+
+@pytest.mark.parametrize("backend", AUTOGRAD_BACKENDS)
+def test_quantile_output_takes_the_target_values(backend, tmp_path):
+    """``output="quantile"``: before fit, standard normal quantiles; after, every sample holds the
+    target's values exactly (full sky and a region in any order), the loss still trains
+    (straight-through gradient), files keep the quantiles, statistics targets are refused."""
+    from scipy.stats import norm
+
+    op = cached_funct(backend, KERNELSZ=3, NORIENT=2, all_type="float32")
+    fresh = Generator(NSIDE, output="quantile", backend=backend, **SMALL).sample(2, seed=1)
+    n = fresh.shape[1]
+    assert np.allclose(np.sort(fresh, axis=1), norm.ppf((np.arange(n) + 0.5) / n), atol=1e-5)
+    target = lognormal(NSIDE)
+    gen = Generator(NSIDE, output="quantile", backend=backend, **SMALL)
+    h = gen.fit(target, op, n_iter=12, batch_size=4, lr=1e-2, verbose=False, one_point=0.0, moments=0.0)
+    assert h["loss"][-1] < h["loss"][0]
+    maps = gen.sample(3, seed=2)
+    assert np.allclose(np.sort(maps, axis=1), np.sort(target), atol=1e-5)
+    assert np.mean(np.abs(np.corrcoef(maps)[np.triu_indices(3, 1)])) < 0.5  # not one map three times
+    gen.save(tmp_path / "q.npz")
+    loaded = Generator.load(tmp_path / "q.npz", backend="numpy").sample(3, seed=2)
+    # The same quantiles in the same ranks, up to near-ties that float32 rounding may swap.
+    assert np.allclose(np.sort(loaded, axis=1), np.sort(maps, axis=1)) and np.mean(np.abs(loaded - maps) > 1e-5) < 0.02
+    with pytest.raises(ValueError, match="quantile"):
+        gen.fit(op.eval(target, norm="self"), op, n_iter=1, verbose=False, one_point=0.0)
+    ids = region(NSIDE)[::-1]
+    part = Generator(NSIDE, cell_ids=ids, output="quantile", backend=backend, **SMALL)
+    part.fit(target[ids], op, n_iter=2, batch_size=2, verbose=False)
+    assert np.allclose(np.sort(part.sample(2, seed=3), axis=1), np.sort(target[ids]), atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", AUTOGRAD_BACKENDS)
+def test_stop_gradient(backend):
+    bk = get_backend(backend)
+    x0 = np.array([1.0, -2.0, 3.0])
+    _, grad = bk.value_and_grad(lambda x: bk.xp.sum(bk.stop_gradient(x) * x * x), bk.asarray(x0, dtype="float64"))
+    np.testing.assert_allclose(bk.to_numpy(grad), 2 * x0 * x0)  # d/dx of c x**2 with c = x held

@@ -129,6 +129,9 @@ class JaxBackend(Backend):
         self.jax.debug.callback(check, finite)
         return x
 
+    def stop_gradient(self, x):
+        return self.jax.lax.stop_gradient(x)
+
     def take(self, x, idx, axis):
         return self.jax.numpy.take(x, idx, axis=axis)
 

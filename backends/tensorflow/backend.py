@@ -121,6 +121,9 @@ class TensorflowBackend(Backend):
     def pow(self, x, p):
         return self.tf.pow(x, p)
 
+    def stop_gradient(self, x):
+        return self.tf.stop_gradient(x)
+
     def size_along(self, x, axes):
         if any(x.shape[a] is None for a in axes):  # unknown while a tf.function is traced
             shape = self.tf.shape(x)

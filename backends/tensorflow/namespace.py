@@ -50,6 +50,9 @@ class TensorflowNamespace:
     def sort(self, x, axis=-1, descending=False):
         return self._tf.sort(x, axis=axis, direction="DESCENDING" if descending else "ASCENDING")
 
+    def argsort(self, x, axis=-1, descending=False, stable=True):
+        return self._tf.argsort(x, axis=axis, direction="DESCENDING" if descending else "ASCENDING", stable=stable)
+
     def where(self, cond, a, b):
         a = self._tf.convert_to_tensor(a)
         b = self._tf.cast(b, a.dtype) if not hasattr(b, "dtype") else b

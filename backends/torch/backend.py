@@ -147,6 +147,9 @@ class TorchBackend(Backend):
             raise ValueError(message)
         return x
 
+    def stop_gradient(self, x):
+        return x.detach()
+
     def take(self, x, idx, axis):
         return self.torch.index_select(x, axis if axis >= 0 else x.ndim + axis, idx)
 
