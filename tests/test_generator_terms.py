@@ -157,6 +157,8 @@ def test_quantile_output_takes_the_target_values(backend, tmp_path):
     assert np.allclose(np.sort(loaded, axis=1), np.sort(maps, axis=1)) and np.mean(np.abs(loaded - maps) > 1e-5) < 0.02
     with pytest.raises(ValueError, match="quantile"):
         gen.fit(op.eval(target, norm="self"), op, n_iter=1, verbose=False, one_point=0.0)
+    if backend != "torch":  # the region's gathers are the same code on every backend; one compile saved
+        return
     ids = region(NSIDE)[::-1]
     part = Generator(NSIDE, cell_ids=ids, output="quantile", backend=backend, **SMALL)
     part.fit(target[ids], op, n_iter=2, batch_size=2, verbose=False)
