@@ -259,6 +259,16 @@ class Backend:
         """Elementwise ``x ** p`` of a native array (``p`` a Python number)."""
         return x**p
 
+    def values_at_ranks(self, y, values):
+        """Each row of ``y`` (B, N) replaced by ``values`` (N,), sorted ascending, in the order of
+        its ranks: the smallest entry of a row gets ``values[0]``, the largest ``values[-1]``;
+        equal entries in the order of their positions (a stable sort, the same on every backend).
+        No gradient flows through it."""
+        xp = self.xp
+        ranks = xp.argsort(xp.argsort(y, axis=1, stable=True), axis=1, stable=True)
+        n = int(values.shape[0])
+        return xp.reshape(xp.take(values, xp.reshape(ranks, (-1,)), axis=0), (-1, n))
+
     def stop_gradient(self, x):
         """``x`` with no gradient flowing back through it (``detach``, ``tf.stop_gradient``,
         ``jax.lax.stop_gradient``); the identity where there is no autograd."""

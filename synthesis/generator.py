@@ -259,7 +259,7 @@ class Generator(NativeModule):
             y = sinh_arcsinh(xp, y, self.out_log_delta, self.out_skew)
         y = self.out_mean + self.out_std * y
         if self.config["output"] == "quantile":
-            y = quantile_output(self.backend, y, self.out_quantiles, self.n_cells)
+            y = quantile_output(self.backend, y, self.out_quantiles)
         return y
 
     def _up(self, i, h):

@@ -216,14 +216,11 @@ def gaussian_quantiles(n):
     return ndtri((np.arange(n) + 0.5) / n)
 
 
-def quantile_output(bk, y, quantiles, n_cells):
+def quantile_output(bk, y, quantiles):
     """Each row of ``y`` (B, N) replaced by ``quantiles`` (N,) in the order of its ranks: the
     samples take the target's values exactly. Straight-through: the gradient passes to ``y``
     as if the map were the identity."""
-    xp = bk.xp
-    ranks = xp.argsort(xp.argsort(y, axis=1), axis=1)
-    matched = xp.reshape(xp.take(quantiles, xp.reshape(ranks, (-1,)), axis=0), (-1, n_cells))
-    return y + bk.stop_gradient(matched - y)
+    return y + bk.stop_gradient(bk.values_at_ranks(y, quantiles) - y)
 
 
 def sinh_arcsinh(xp, u, log_delta, skew):

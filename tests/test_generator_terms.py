@@ -171,3 +171,14 @@ def test_stop_gradient(backend):
     x0 = np.array([1.0, -2.0, 3.0])
     _, grad = bk.value_and_grad(lambda x: bk.xp.sum(bk.stop_gradient(x) * x * x), bk.asarray(x0, dtype="float64"))
     np.testing.assert_allclose(bk.to_numpy(grad), 2 * x0 * x0)  # d/dx of c x**2 with c = x held
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_values_at_ranks(backend):
+    bk = get_backend(backend)
+    y = np.random.default_rng(0).normal(size=(3, 50))
+    y[:, ::5] = 0.25  # ties: ranked by position, on every backend
+    values = np.sort(np.random.default_rng(1).lognormal(size=50))
+    want = values[np.argsort(np.argsort(y, axis=1, kind="stable"), axis=1, kind="stable")]
+    got = bk.values_at_ranks(bk.asarray(y, dtype="float32"), bk.asarray(values, dtype="float32"))
+    np.testing.assert_allclose(bk.to_numpy(got), want, rtol=1e-6)
