@@ -44,8 +44,9 @@ class Generator(NativeModule):
     maps the finest level's channels to one, ``u``, and the output is ``out_mean + out_std * T(u)``
     (``out_mean``, ``out_std`` set by :meth:`fit` from the target's mean and variance, and saved
     with the weights; ``T`` the learned sinh-arcsinh transform, or the identity with
-    ``output="linear"``). All the noise is drawn with NumPy from a seed, so samples are
-    the same on every backend.
+    ``output="linear"``); with ``output="quantile"`` each sample then takes the target's values
+    in the order of that map's ranks. All the noise is drawn with NumPy from a seed, so
+    samples are the same on every backend.
 
     Parameters
     ----------
@@ -97,10 +98,14 @@ class Generator(NativeModule):
         (default) ``T(u) = sinh(exp(log_delta) asinh(u) - skew)`` with two learned numbers
         (``out_log_delta``, ``out_skew``, zero at first: the identity), a monotone map that gives
         the samples the target's skewness and tails; ``"linear"``: ``T(u) = u``;
-        ``"quantile"``: each sample takes the target's values (``out_quantiles``, its sorted
-        values, set by :meth:`fit` from target maps; standard normal quantiles before) in the
-        order of the ranks of ``out_mean + out_std * u``, so its histogram is the target's
-        exactly; trained straight-through (the gradient passes the re-ranking as the identity).
+        ``"quantile"`` (it needs target maps, not statistics): each sample takes the target's
+        values (``out_quantiles``, its sorted values, set by :meth:`fit` from target maps;
+        standard normal quantiles before) in the order of the ranks of ``out_mean + out_std * u``,
+        so its histogram is the target's exactly; trained straight-through (the gradient passes
+        the re-ranking as the identity). At nside 64, ``output="quantile"`` with
+        ``fit(..., spectrum=10, n_iter=800)`` met every quality target of ``benchmarks/README.md``;
+        it is not the default because in short trainings at small nside the scattering distance
+        then fell less than with ``"sinh-arcsinh"``.
     backend : str or Backend, optional
         ``"torch"``, ``"tensorflow"``, ``"jax"`` (train and sample) or ``"numpy"`` (sample only).
     dtype : {"float32", "float64"}
@@ -369,7 +374,8 @@ class Generator(NativeModule):
             generated map's pixel values and the target's (sorted values), over the target's
             variance; it fixes the histogram (skewness, tails) that scattering coefficients
             constrain only weakly. ``None`` (default): 1 for map targets, 0 for statistics targets
-            (which carry no pixel values; a positive weight is then a ``ValueError``).
+            (which carry no pixel values; a positive weight is then a ``ValueError``) and with
+            ``output="quantile"`` (whose samples have the target's values: the term is 0).
         norm : {"self", None}
             How the statistics of map targets and of generated maps are normalised
             (``scat_op.eval(..., norm=norm)``); statistics targets keep their own.
@@ -384,7 +390,7 @@ class Generator(NativeModule):
             Weight of the moments term: per generated map, ``(skew - skew_t)**2 / (1 + skew_t**2)
             + (kurt - kurt_t)**2 / (1 + kurt_t**2)`` against the target's skewness and excess
             kurtosis (the tails, which the one-point term weighs little). ``None`` (default): 3
-            for map targets, 0 for statistics targets.
+            for map targets, 0 for statistics targets and with ``output="quantile"``.
 
         Returns
         -------

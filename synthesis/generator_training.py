@@ -265,26 +265,18 @@ def make_objective(gen, scat_op, ref, norm, match, diversity, mask, one_point=0.
     return parts
 
 
-def check_one_point(one_point, target_is_maps):
-    """The one-point weight: ``None`` -> 1 for map targets, 0 for statistics targets."""
-    if one_point is None:
-        return 1.0 if target_is_maps else 0.0
-    one_point = check_hyper(one_point, "one_point", positive=False)
-    if one_point and not target_is_maps:
-        raise ValueError(f"one_point={one_point} needs the target's pixel values, but target is statistics; give "
-                         "the target maps, or one_point=0")
-    return one_point
+DEFAULT_WEIGHTS = {"one_point": 1.0, "spectrum": 1.0, "moments": 3.0}
+# Terms on the one-point distribution, which output="quantile" matches exactly (their default is then 0).
+ONE_POINT_TERMS = ("one_point", "moments")
 
 
-DEFAULT_WEIGHTS = {"spectrum": 1.0, "moments": 3.0}
-
-
-def check_map_term(weight, name, target_is_maps):
+def check_map_term(weight, name, target_is_maps, quantile_output=False):
     """The weight of a term read off the target maps: ``None`` -> ``DEFAULT_WEIGHTS[name]`` for
     map targets, 0 for statistics targets (which carry no pixel values; a positive weight is then
-    a ValueError)."""
+    a ValueError) and for the one-point terms of a quantile output."""
     if weight is None:
-        return DEFAULT_WEIGHTS[name] if target_is_maps else 0.0
+        off = not target_is_maps or (quantile_output and name in ONE_POINT_TERMS)
+        return 0.0 if off else DEFAULT_WEIGHTS[name]
     weight = check_hyper(weight, name, positive=False)
     if weight and not target_is_maps:
         raise ValueError(f"{name}={weight} needs the target's maps, but target is statistics; give the target "
@@ -327,13 +319,13 @@ def fit(gen, target, scat_op, *, n_iter, batch_size, lr, verbose, seed, match, d
     schedule = resolve_schedule(lr_schedule, n_iter)
     check_operator(gen, scat_op)
     ref, norm, maps = reference(gen, target, scat_op, mask, norm)
-    one_point = check_one_point(one_point, maps is not None)
-    spectrum = check_map_term(spectrum, "spectrum", maps is not None)
-    moments = check_map_term(moments, "moments", maps is not None)
+    quantile = gen.config["output"] == "quantile"
+    one_point, spectrum, moments = (check_map_term(w, name, maps is not None, quantile) for w, name in
+                                    ((one_point, "one_point"), (spectrum, "spectrum"), (moments, "moments")))
     s0 = np.asarray(ref.backend.to_numpy(ref["S0"]), dtype=np.float64)  # (1, M, 2)
     gen.fw.assign(gen.out_mean, np.asarray([s0[..., 0].mean()]))
     gen.fw.assign(gen.out_std, np.asarray([np.sqrt(max(s0[..., 1].mean(), 0.0))]))
-    if gen.config["output"] == "quantile":
+    if quantile:
         if maps is None:
             raise ValueError("output='quantile' takes the target's values, but target is statistics; give the "
                              "target maps, or build the Generator with another output")
