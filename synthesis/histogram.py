@@ -67,9 +67,9 @@ def histogram_distance(x, target):
     >>> round(float(histogram_distance(np.zeros(768), t)), 3) > 1.0
     True
     """
-    bk = backend_of(x) or get_backend("numpy")
-    if bk.name == "numpy":
-        x = np.asarray(x)
+    bk = backend_of(x)
+    if bk is None:  # NumPy arrays, lists
+        bk, x = get_backend("numpy"), np.asarray(x)
     shape = tuple(x.shape)
     if len(shape) not in (1, 2) or shape[-1] < 1:
         raise ValueError(f"x must be a map (N,) or maps (B, N), got shape {shape}")
