@@ -75,7 +75,8 @@ def test_only_rank_zero_writes_the_checkpoint_and_logs(torchrun):
     _, out, log = torchrun
     assert (out / "fit.ckpt").exists()
     # One progress bar per fit (rank 0's), not two.
-    assert log.count("fit HealpixUNet (torch): 100%") in (2, 4)  # tqdm may redraw the final line once
+    # Two fits; tqdm may redraw a bar's final line once, so 2-4 (two ranks' bars would be 4-8).
+    assert 2 <= log.count("fit HealpixUNet (torch): 100%") <= 4
     assert log.count("[rank1]") == 0 or "fit HealpixUNet" not in "".join(
         line for line in log.splitlines() if line.startswith("[rank1]"))
 
