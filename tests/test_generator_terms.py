@@ -75,7 +75,9 @@ def test_sinh_arcsinh_trained_saved_and_loaded(tmp_path, backend):
     op = cached_funct(backend, KERNELSZ=3, NORIENT=2, all_type="float32")
     ids = region(NSIDE)
     gen = Generator(NSIDE, cell_ids=ids, output="sinh-arcsinh", fine_level="hybrid", backend=backend, **SMALL)
-    gen.fit(lognormal(NSIDE)[ids], op, n_iter=4, batch_size=2, lr=1e-2, verbose=False)
+    # The scattering distance alone moves them (the map terms off: a smaller graph to compile).
+    gen.fit(lognormal(NSIDE)[ids], op, n_iter=4, batch_size=2, lr=1e-2, verbose=False, one_point=0.0, spectrum=0.0,
+            moments=0.0)
     assert abs(float(gen.backend.to_numpy(gen.out_skew)[0])) > 0
     gen.save(tmp_path / "g.npz")
     other = Generator.load(tmp_path / "g.npz", backend="numpy")
