@@ -5,6 +5,7 @@ The core (geometry, stencils, ops) only ever talks to this interface, so it neve
 framework itself.
 """
 
+import contextlib
 import importlib
 
 import numpy as np
@@ -84,6 +85,25 @@ class SingleProcess:
 
 
 SINGLE_PROCESS = SingleProcess()
+
+
+class Replicas(SingleProcess):
+    """Shared part of the several-replica distributions (torch process group, TF strategy):
+    the normalisation layers' statistics summed over the replicas inside :meth:`syncing`.
+    Subclasses give ``fw`` (the framework adapter) and ``sum_replicas(t)``."""
+
+    active = True
+
+    @contextlib.contextmanager
+    def syncing(self, model):
+        """Within the block, batch-norm layers of the framework compute their statistics over the
+        global batch (``fw.norm_sync``); the previous setting is restored after it."""
+        previous = self.fw.norm_sync
+        self.fw.norm_sync = self.sum_replicas
+        try:
+            yield
+        finally:
+            self.fw.norm_sync = previous
 
 
 class Backend:

@@ -10,19 +10,16 @@ global batch (a differentiable ``all_reduce`` of the replica context); the runni
 variables aggregated ``ONLY_FIRST_REPLICA`` (every replica computes the same values).
 """
 
-import contextlib
-
-from ..base import SingleProcess, check_loss_value
+from ..base import Replicas, SingleProcess, check_loss_value
 
 SUPPORTED = ("MirroredStrategy",)
 
 
-class Mirrored(SingleProcess):
+class Mirrored(Replicas):
     """A ``MirroredStrategy`` as the distribution contract: one process (``rank`` 0, which logs
     and writes), ``world_size`` replicas; the process reads whole global batches
     (:meth:`shard` is all of them) and its trainer cuts them across the replicas."""
 
-    active = True
 
     def __init__(self, tf, fw, strategy):
         self.tf, self.fw, self.strategy = tf, fw, strategy
@@ -42,14 +39,6 @@ class Mirrored(SingleProcess):
         ctx = self.tf.distribute.get_replica_context()
         return ctx.all_reduce(self.tf.distribute.ReduceOp.SUM, t)
 
-    @contextlib.contextmanager
-    def syncing(self, model):
-        previous = self.fw.norm_sync
-        self.fw.norm_sync = self.sum_replicas
-        try:
-            yield
-        finally:
-            self.fw.norm_sync = previous
 
     def trainer(self, model, objective, optimizer):
         """``step(x, y, w, share) -> float`` on a global batch ``x`` (B, C_in, N) (``share`` is 1:

@@ -10,14 +10,12 @@ every rank then takes the same optimiser step. Batch-norm statistics are compute
 global batch (a differentiable ``all_reduce`` of per-channel sums, as ``SyncBatchNorm``).
 """
 
-import contextlib
-
 import numpy as np
 
-from ..base import SingleProcess, check_loss_value
+from ..base import Replicas, check_loss_value
 
 
-class ProcessGroup(SingleProcess):
+class ProcessGroup(Replicas):
     """The default process group of ``torch.distributed`` as the distribution contract.
 
     Parameters
@@ -27,7 +25,6 @@ class ProcessGroup(SingleProcess):
         The torch network adapter (``backend.nn``) whose ``norm_sync`` :meth:`syncing` sets.
     """
 
-    active = True
 
     def __init__(self, torch, fw):
         self.torch, self.fw = torch, fw
@@ -70,16 +67,6 @@ class ProcessGroup(SingleProcess):
         summed back to every rank's input (the sum's adjoint)."""
         return _sum_function(self.torch).apply(t)
 
-    @contextlib.contextmanager
-    def syncing(self, model):
-        """Within the block, batch-norm layers of the framework compute their statistics over the
-        global batch (``fw.norm_sync``); the previous setting is restored after it."""
-        previous = self.fw.norm_sync
-        self.fw.norm_sync = self.sum_replicas
-        try:
-            yield
-        finally:
-            self.fw.norm_sync = previous
 
     def trainer(self, model, objective, optimizer):
         """``step(x, y, w, share) -> float``: one optimiser step on the global batch of which
