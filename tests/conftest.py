@@ -61,6 +61,20 @@ def cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Small float64 products run much faster on one torch thread than on busy shared cores."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)
 

@@ -114,18 +114,6 @@ def test_finest_octave_power_comes_from_the_statistics_not_the_start(one_torch_t
     assert spread["default"] < 0.2 < spread["legacy"], spread
 
 
-@pytest.fixture
-def one_torch_thread():
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_torch_and_tensorflow_scattering_synthesis_agree(one_torch_thread):
     """The same synthesis (reduce_distance with sigma, float64) on both frameworks: same losses

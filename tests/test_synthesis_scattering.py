@@ -12,19 +12,6 @@ NSIDE = 8
 NPIX = 12 * NSIDE**2
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Small float64 products run much faster on one torch thread than on busy shared cores."""
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _lognormal_map():
     rng = np.random.default_rng(7)
