@@ -58,7 +58,7 @@ from foscat_core.nn.training import persistent_optimizer
 from foscat_core.scattering.statistics import ScatteringStatistics
 
 from .generator_spectrum import BandPowers, spectrum_distance
-from .histogram import target_quantiles
+from .histogram import quantile_distance, target_quantiles
 
 MATCHES = ("sample", "batch", "both")
 FAMILY = {"S0": "S0", "S1": "S1", "S2": "S2", "S3": "S3", "S3P": "S3", "S4": "S4"}
@@ -132,15 +132,15 @@ def one_point_reference(maps, mask, n_cells):
         m = np.asarray(mask, dtype=np.float64).reshape(-1, n_cells)
         cells = np.flatnonzero(m.max(axis=0) > 0)
         maps = maps[:, cells]
-    q = np.sort(maps, axis=1).mean(axis=0)
-    return cells, q, max(float(maps.var()), 1e-30)
+    q, var = target_quantiles(maps, maps.shape[1])
+    return cells, q, var
 
 
 def one_point_distance(xp, x, cells, quantiles, inv_var):
     """Mean over maps of the squared 1-D Wasserstein-2 distance of ``x`` (B, N) to the quantiles."""
     if cells is not None:
         x = xp.take(x, cells, axis=1)
-    return xp.mean((xp.sort(x, axis=1) - quantiles) ** 2) * inv_var
+    return quantile_distance(xp, x, quantiles, inv_var)
 
 
 def standard_moments(xp, x):

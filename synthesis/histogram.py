@@ -37,6 +37,13 @@ def target_quantiles(target, n_cells):
     return q, var
 
 
+def quantile_distance(xp, x, quantiles, inv_var):
+    """``mean over maps and ranks of (sort(x)_i - quantiles_i)**2 * inv_var`` for backend maps
+    ``x`` (N,) or (B, N) and backend ``quantiles`` (N,): the distance once the target's quantiles
+    are known (the generator's one-point term computes them once per fit)."""
+    return xp.mean((xp.sort(x, axis=-1) - quantiles) ** 2) * inv_var
+
+
 def histogram_distance(x, target):
     """Squared Wasserstein-2 distance between the values of ``x`` and those of ``target``, over
     the target's variance: a differentiable one-point term to add to a synthesis loss.
@@ -74,5 +81,4 @@ def histogram_distance(x, target):
     if len(shape) not in (1, 2) or shape[-1] < 1:
         raise ValueError(f"x must be a map (N,) or maps (B, N), got shape {shape}")
     q, var = target_quantiles(target, int(shape[-1]))
-    q = bk.asarray(q, dtype=bk.dtype_name(x))
-    return bk.xp.mean((bk.xp.sort(x, axis=-1) - q) ** 2) / var
+    return quantile_distance(bk.xp, x, bk.asarray(q, dtype=bk.dtype_name(x)), 1.0 / var)
