@@ -4,6 +4,9 @@ objects, ids are checked once, and the numbers are those of the code before the 
 The fingerprints below were computed with the code before this change (each level's ids checked
 and re-derived by every consumer): integer tables must match exactly, float outputs to 1e-12
 (the same machine gives identical bits; another BLAS may differ in the last place).
+``index_full`` was recomputed when the full sky started being built on 3 faces and rotated: a
+point's zero-weight slots may name other cells (the operator is checked against healpy in
+test_stencil_build_speed.py; the networks' outputs below did not change).
 """
 
 import hashlib
@@ -25,7 +28,7 @@ REGION = np.random.default_rng(0).permutation(np.arange(100, 500))  # shuffled, 
 CASES = {"full": (None, True), "reg": (REGION, True), "ring": (REGION, False)}
 
 INT_FINGERPRINTS = {
-    'index_full': '2f72aa084f42ec58',
+    'index_full': '29ca02e87c4556b1',
     'down_full': '5539c662fd151ae3e3b0c44298fc1c14',
     'up_full': '41e8c63907d279d1',
     'index_reg': '4508cad4a7546b14',

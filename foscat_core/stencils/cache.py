@@ -24,7 +24,7 @@ import numpy as np
 from .._files import atomic_write
 from .geometry import compute_stencil
 
-FORMAT_VERSION = 2  # 2: round-off in-domain weights count as no neighbour
+FORMAT_VERSION = 3  # 2: round-off in-domain weights count as no neighbour; 3: full sky rotated from 3 faces
 _WEIGHT_TOLERANCE = 1e-9  # computed rows sum to 1 within a few ulps
 _MEMORY_ENTRIES = 16
 _memory = OrderedDict()
