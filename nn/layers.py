@@ -89,11 +89,37 @@ class SphericalConv(NativeModule):
 
     def forward(self, x):
         check_channels(x, self.in_channels, "x", "this SphericalConv")
+        return self._add_bias(self.stencil.conv(x, self._weight()))
+
+    def forward_parts(self, parts):
+        """``forward(concat(parts, axis=1))`` without making the concatenation: each part, shape
+        (B, C_k, N) with sum(C_k) = C_in, meets its slice of the input channels' weights (the
+        same result up to the summation order)."""
+        widths = [int(part.shape[1]) for part in parts]
+        if sum(widths) != self.in_channels:
+            raise ValueError(f"parts have {widths} channels, {sum(widths)} in all, but this SphericalConv "
+                             f"expects {self.in_channels}")
+        weight, st, y, start = self._weight(), self.stencil, None, 0
+        for part, width in zip(parts, widths):
+            w = weight[start:start + width] if st.n_gauges == 1 else weight[:, start:start + width]
+            y = st.conv(part, w) if y is None else y + st.conv(part, w)
+            start += width
+        return self._add_bias(y)
+
+    def prepare_parts(self, widths):
+        """Build now the tables :meth:`forward_parts` reads for parts of ``widths`` channels (as the
+        constructor does for :meth:`forward`), so that compiled graphs trace no host code."""
+        for width in widths:
+            self.backend.prepare_contract(self.stencil.operators, self.stencil.n_cells, width, self.out_channels)
+
+    def _weight(self):
         weight = self.fw.value(self.weight)  # the stencil takes arrays, not framework variables
         if self.backend.dtype_name(weight) != self.stencil.dtype:  # e.g. a parameter replaced by hand
             raise TypeError(f"this layer's weights are {self.backend.dtype_name(weight)} but its geometry is "
                             f"{self.stencil.dtype}: cast the whole module (e.g. net.to(dtype)), not its parameters")
-        y = self.stencil.conv(x, weight)
+        return weight
+
+    def _add_bias(self, y):
         if self.use_bias:
             y = y + self.backend.xp.reshape(like_dtype(self.backend, self.bias, y), (1, -1, 1))
         return y

@@ -11,7 +11,15 @@ from .network import Network
 
 
 class DoubleConv(NativeModule):
-    """(conv → norm → ReLU) twice on one level; (B, C_in, N) → (B, G*C_out, N)."""
+    """(conv → norm → ReLU) twice on one level; (B, C_in, N) → (B, G*C_out, N).
+
+    A decoder block is called as ``block(h, skip, up)``: its first conv reads
+    ``concat([up(h), skip], axis=1)``. After :meth:`checkpoint_inside` (a network built with
+    ``checkpointing=True``) each conv → norm → ReLU stage keeps only its input and recomputes the
+    rest in the backward pass, and the decoder's first conv takes ``up(h)`` and the skip apart
+    (``SphericalConv.forward_parts``), so the concatenation, the level's largest tensor, and its
+    gradient are never made.
+    """
 
     def __init__(self, in_channels, out_channels, stencil, norm, seeds):
         super().__init__(backend=stencil.backend)
@@ -20,10 +28,37 @@ class DoubleConv(NativeModule):
         self.add_child("norm1", Norm(g * out_channels, norm, backend=stencil.backend, dtype=stencil.dtype))
         self.add_child("conv2", SphericalConv(g * out_channels, out_channels, stencil, seed=seeds[1]))
         self.add_child("norm2", Norm(g * out_channels, norm, backend=stencil.backend, dtype=stencil.dtype))
+        self.checkpoint_stages = False
 
-    def forward(self, x):
-        x = self.fw.relu(self.norm1(self.conv1(x)))
-        return self.fw.relu(self.norm2(self.conv2(x)))
+    def checkpoint_inside(self, skip_channels=None):
+        """Checkpoint each stage; ``skip_channels``: a decoder block's skip width (its first conv
+        then reads the upsampled maps and the skip apart)."""
+        self.checkpoint_stages = True
+        if skip_channels is not None:
+            self.conv1.prepare_parts([self.conv1.in_channels - skip_channels, skip_channels])
+
+    def forward(self, x, skip=None, up=None):
+        if not (self.checkpoint_stages and self.fw.recomputes([self])):  # the plain forward
+            if up is not None:
+                x = self.backend.xp.concat([up(x), skip], axis=1)
+            x = _stage(self.conv1, self.norm1, x)
+            return _stage(self.conv2, self.norm2, x)
+        checkpoint = self.fw.checkpoint
+        if up is None:
+            x = checkpoint(_stage, self.conv1, self.norm1, x)
+        else:
+            x = checkpoint(_up_stage, up, self.conv1, self.norm1, x, skip)
+        return checkpoint(_stage, self.conv2, self.norm2, x)
+
+
+def _stage(conv, norm, x):
+    """conv → norm → ReLU (the modules are arguments, not captured: checkpointing needs them)."""
+    return conv.fw.relu(norm(conv(x)))
+
+
+def _up_stage(up, conv, norm, h, skip):
+    """The decoder's first stage on the coarse ``h`` and the skip, without their concatenation."""
+    return conv.fw.relu(norm(conv.forward_parts([up(h), skip])))
 
 
 def _apply(module, x):
@@ -32,9 +67,9 @@ def _apply(module, x):
 
 
 def _up_block(up, dec, h, skip):
-    """A decoder block on the upsampled ``h`` and the skip; checkpointed as a whole, the concatenation
-    (the largest tensor of the level) is recomputed rather than kept."""
-    return dec(up.backend.xp.concat([up(h), skip], axis=1))
+    """A decoder block on ``h`` and the skip; checkpointed as a whole, the upsampling and the
+    concatenation are recomputed rather than kept."""
+    return dec(h, skip, up)
 
 
 class HealpixUNet(Network):
@@ -79,10 +114,12 @@ class HealpixUNet(Network):
         NaN inputs are missing cells, given to the network as validity channels (see :class:`Network`).
     checkpointing : bool
         Activation checkpointing: in training (with gradients) each encoder block, and each
-        decoder block with its upsampling and concatenation, keeps only its inputs and recomputes
-        its activations in the backward pass: a full-sky torch step's peak memory drops by ~1.5x
-        for up to ~1.5x its time (benchmarks/README.md); results are unchanged. Saved with the
-        network (in its config when ``True``).
+        decoder block with its upsampling, keeps only its inputs and recomputes its activations
+        in the backward pass, one conv → norm → ReLU stage at a time (nested checkpoints; the
+        decoder's first conv reads the upsampled maps and the skip apart, never concatenated): a
+        full-sky torch step's peak memory drops by ~2.1x for ~1.8-2x its time
+        (benchmarks/README.md); results are unchanged up to float rounding. Saved with the network
+        (in its config when ``True``).
 
     Shapes: ``forward(x)`` with x (B, n_chan_in, N_cells) → (B, out_channels, N_cells).
 
@@ -130,6 +167,11 @@ class HealpixUNet(Network):
             c_prev = g * c_out
         self.add_child("ups", ups)
         self.add_child("dec", dec)
+        if self.checkpointing:  # checkpoints inside the blocks too: one stage's activations at a time
+            for block in enc:
+                block.checkpoint_inside()
+            for i, block in enumerate(dec):
+                block.checkpoint_inside(skip_channels=g * chanlist[n_down - i - 1])
         self.add_child("head", PointwiseConv(chanlist[0], self.out_channels, backend=self.backend, dtype=self.dtype,
                                              seed=next(seeds)))
 

@@ -56,9 +56,9 @@ def _count_double_conv_calls(monkeypatch):
     calls = []
     forward = DoubleConv.forward
 
-    def counted(self, x):
+    def counted(self, x, *args):
         calls.append(1)
-        return forward(self, x)
+        return forward(self, x, *args)
 
     monkeypatch.setattr(DoubleConv, "forward", counted)
     return calls
@@ -92,7 +92,9 @@ def test_jax_blocks_run_under_jax_checkpoint(monkeypatch):
     _sgd_step(HealpixUNet, "jax", "float32", False)
     assert wrapped == []
     _sgd_step(HealpixUNet, "jax", "float32", True)
-    assert len(wrapped) == 3
+    # Each of the 3 blocks, and inside it each of its 2 conv -> norm -> ReLU stages.
+    names = sorted(fn.__name__ for fn in wrapped)
+    assert names == sorted(["_apply"] * 2 + ["_up_block"] + ["_stage"] * 5 + ["_up_stage"]), names
 
 
 def test_torch_keeps_fewer_activations_for_the_backward_pass():
@@ -208,3 +210,48 @@ def test_gcnn_and_vit_steps_are_the_same_with_checkpointing(make, tmp_path):
     assert ckpt.checkpointing is True and ckpt.config["checkpointing"] is True
     ckpt.save(tmp_path / "net.npz")
     assert type(ckpt).load(tmp_path / "net.npz", backend="numpy").checkpointing is True
+
+
+@pytest.mark.parametrize("n_gauges", [1, 2])
+@pytest.mark.parametrize("backend", ["numpy", *AUTOGRAD_BACKENDS])
+def test_forward_parts_is_the_conv_of_the_concatenation(backend, n_gauges):
+    """What a checkpointed decoder block runs instead of concatenating: the same numbers."""
+    import foscat_core as fc
+    from foscat_core.nn import SphericalConv
+
+    st = fc.SphericalStencil(NSIDE, 3, n_gauges=n_gauges, backend=backend, dtype="float64")
+    conv = SphericalConv(5, 3, st, seed=1)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 3, st.n_cells)), rng.normal(size=(2, 2, st.n_cells))
+    whole = conv(np.concatenate([a, b], axis=1))
+    parts = conv.forward_parts([st.backend.asarray(a), st.backend.asarray(b)])
+    np.testing.assert_allclose(st.backend.to_numpy(parts), st.backend.to_numpy(whole), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"parts have \[3, 3\] channels, 6 in all, but this SphericalConv expects 5"):
+        conv.forward_parts([a, a])
+
+
+def test_torch_contracts_first_only_while_its_temporary_is_small(monkeypatch):
+    """16 -> 4 channels contracts first (an N * P * C_out temporary); over the byte limit it
+    interpolates first instead (cache-sized blocks), with the same numbers."""
+    if "torch" not in AUTOGRAD_BACKENDS:
+        pytest.skip("torch is not installed")
+    import torch
+
+    import foscat_core as fc
+    from foscat_core.backends.torch import contract
+
+    x = np.random.default_rng(0).normal(size=(2, 16, 12 * NSIDE**2))
+    w = np.random.default_rng(1).normal(size=(16, 4, 9))
+    out, kinds, default = {}, {}, contract._CONTRACT_FIRST_MAX_BYTES
+    for limit in (default, 0):
+        monkeypatch.setattr(contract, "_CONTRACT_FIRST_MAX_BYTES", limit)
+        fc.clear_memory_cache()
+        st = fc.SphericalStencil(NSIDE, 3, backend="torch", dtype="float64")
+        xt = torch.tensor(x, requires_grad=True)
+        y = st.conv(xt, torch.as_tensor(w))
+        (y * y).sum().backward()
+        out[limit] = (y.detach().numpy(), xt.grad.numpy())
+        kinds[limit] = sorted(kind for kind, _ in st.operators()[0]._tables)
+    assert kinds == {default: ["adjoint", "contract"], 0: ["adjoint", "interp"]}
+    for a, b in zip(out[0], out[default]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

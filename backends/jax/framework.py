@@ -183,6 +183,10 @@ class Framework(AdapterBase):
         raise TypeError(f"as_keras_layer needs a network built with backend='tensorflow'; this one is on "
                         f"backend={self.backend.name!r} (save it and load it with backend='tensorflow')")
 
+    def recomputes(self, modules):
+        """True when :meth:`checkpoint` with these modules would recompute (one of them trains)."""
+        return any(m.training for m in modules)
+
     def checkpoint(self, fn, *args):
         """``fn(*args)`` under ``nnx.remat`` (``jax.checkpoint``: activations recomputed in the
         backward pass instead of kept) while a module among ``args`` trains; otherwise plainly
@@ -191,6 +195,6 @@ class Framework(AdapterBase):
         The modules ``fn`` uses must be among ``args`` (not captured), so that nnx lifts their
         variables through the transform and carries batch-norm statistic updates out of it. Those
         updates are values of the forward pass: the recomputation does not apply them again."""
-        if not any(a.training for a in args if isinstance(a, self.nnx.Module)):
+        if not self.recomputes([a for a in args if isinstance(a, self.nnx.Module)]):
             return fn(*args)
         return self.nnx.remat(fn)(*args)

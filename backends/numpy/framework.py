@@ -69,6 +69,10 @@ class Framework(AdapterBase):
         raise TypeError(f"as_keras_layer needs a network built with backend='tensorflow'; this one is on "
                         f"backend={self.backend.name!r} (save it and load it with backend='tensorflow')")
 
+    def recomputes(self, modules):
+        """Never: inference only (see :meth:`checkpoint`)."""
+        return False
+
     def checkpoint(self, fn, *args):
         """``fn(*args)``: inference only, there are no activations kept for a backward pass."""
         return fn(*args)

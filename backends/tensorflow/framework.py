@@ -116,6 +116,10 @@ class Framework(AdapterBase):
 
         return keras_layer(model, name)
 
+    def recomputes(self, modules):
+        """True when :meth:`checkpoint` with these modules would recompute (one of them trains)."""
+        return any(m.training for m in modules)
+
     def checkpoint(self, fn, *args):
         """``fn(*args)`` with its activations recomputed in the backward pass instead of kept
         (``tf.recompute_grad``; gradients reach the variables ``fn`` reads, eagerly and in a
@@ -125,7 +129,7 @@ class Framework(AdapterBase):
         afterwards, so batch-norm running statistics are updated once per step, as without."""
         tf = self.tf
         modules = [a for a in args if isinstance(a, tf.Module)]
-        if not any(m.training for m in modules):
+        if not self.recomputes(modules):
             return fn(*args)
         tensor_slots = [i for i, a in enumerate(args) if not isinstance(a, tf.Module)]
         states = [v for m in modules for _, v in m.named_variables() if not v.trainable]

@@ -7,7 +7,8 @@ gather-weight-sum and several times faster on CPU than a CSR matmul; it exists o
 
 Forward, two equivalent orders (same flops in the dense stage):
 
-* interpolate first (``C_in <= 2 C_out``, see :func:`interpolate_first`): ``A_i``
+* interpolate first (``C_in <= 2 C_out``, or a ``z`` below over 32 MiB; see
+  :func:`interpolate_first`): ``A_i``
   (N_out * P, N_in), row ``n * P + p`` = the bilinear weights of tap p of cell n, gathers rows of
   the small input ``xt[b]`` into (rows, P * C_in) and one matmul with the kernel reordered to
   (P * C_in, C_out) writes the output rows. Done in blocks of output rows so the interpolated
@@ -57,14 +58,18 @@ import numpy as np
 # block's temporaries within L2 / L3 (measured, nside 64, 32 channels: 8k-32k bags within a few %
 # on 1 thread, 32k best on 2). On CUDA one block per batch element (fewer launches).
 _CPU_BLOCK_BAGS = 16384
+# Largest N_in * P * C_out temporary (bytes) contracting first may allocate: at nside 256, 48 -> 16
+# channels it would be 453 MB, a third of a checkpointed U-Net step's peak and fresh memory at
+# every call; interpolating first needs only cache-sized blocks.
+_CONTRACT_FIRST_MAX_BYTES = 32 << 20
 
 
-def interpolate_first(c_in, c_out):
+def interpolate_first(c_in, c_out, n_in, n_points, itemsize):
     """The forward order: the gather reads C_in channels (interpolate first) or C_out (contract
-    first, from an N * P * C_out temporary). Measured on CPU (nside 64, K=3): interpolating first
+    first, from an N_in * P * C_out temporary). Measured on CPU (nside 64, K=3): interpolating first
     is faster up to C_in ~ 2 C_out (32->32: 1.4x, 16->64: 2.2x), contracting first beyond it
-    (128->32: 1.3x); interpolating first also allocates no large temporary."""
-    return c_in <= 2 * c_out
+    (128->32: 1.3x), unless its temporary would exceed ``_CONTRACT_FIRST_MAX_BYTES``."""
+    return c_in <= 2 * c_out or n_in * n_points * c_out * itemsize > _CONTRACT_FIRST_MAX_BYTES
 
 
 class TorchStencilOperator:
@@ -102,7 +107,8 @@ class TorchStencilOperator:
     def prepare(self, n_points, c_in, c_out):
         """Build now the tables a product with ``c_in`` input and ``c_out`` output channels per
         tap (P = ``n_points``) reads, forward and backward, so none is built while traced."""
-        self.table("interp" if interpolate_first(c_in, c_out) else "contract", n_points)
+        first = interpolate_first(c_in, c_out, self.shape[1] // n_points, n_points, self.dtype.itemsize)
+        self.table("interp" if first else "contract", n_points)
         self.table("adjoint", n_points)
 
     def table(self, kind, n_points):
@@ -196,7 +202,7 @@ def _traced_forward(torch, xt, wr, op, n_points):
     element as the eager path, but functional (no preallocated outputs written in place, which
     a traced graph would turn into copies; it plans its own memory)."""
     c_in, c_out = xt.shape[2], wr.shape[1] // n_points
-    if interpolate_first(c_in, c_out):
+    if interpolate_first(c_in, c_out, xt.shape[1], n_points, xt.element_size()):
         wp = wr.reshape(c_in, n_points, c_out).transpose(0, 1).reshape(n_points * c_in, c_out)
         table = op.table("interp", n_points)
         return torch.stack([_rows(torch, table, xt[b].contiguous(), n_points * c_in) @ wp
@@ -251,7 +257,7 @@ def make_contract(torch):
             if is_compiling(torch):
                 return _traced_forward(torch, xt, wr, op, n_points)
             out = xt.new_empty((batch, op.shape[0], c_out))
-            if interpolate_first(c_in, c_out):
+            if interpolate_first(c_in, c_out, n_in, n_points, xt.element_size()):
                 # (P * C_in, C_out): row p * C_in + c = wr[c, p * C_out : (p + 1) * C_out]
                 wp = wr.view(c_in, n_points, c_out).transpose(0, 1).reshape(n_points * c_in, c_out)
                 rows = _RowBuffer(xt)

@@ -157,6 +157,10 @@ class Framework(AdapterBase):
         raise TypeError(f"as_keras_layer needs a network built with backend='tensorflow'; this one is on "
                         f"backend={self.backend.name!r} (save it and load it with backend='tensorflow')")
 
+    def recomputes(self, modules):
+        """True when :meth:`checkpoint` with these modules would recompute (grad enabled, one trains)."""
+        return self.torch.is_grad_enabled() and any(m.training for m in modules)
+
     def checkpoint(self, fn, *args):
         """``fn(*args)`` with its activations recomputed in the backward pass instead of kept
         (``torch.utils.checkpoint``, non-reentrant) while grad is enabled and a module among
@@ -170,7 +174,7 @@ class Framework(AdapterBase):
 
         torch = self.torch
         modules = [a for a in args if isinstance(a, torch.nn.Module)]
-        if not (torch.is_grad_enabled() and any(m.training for m in modules)):
+        if not self.recomputes(modules):
             return fn(*args)
         buffers = [b for m in modules for b in m.buffers()]
 
