@@ -3,6 +3,7 @@
     python benchmarks/bench_scaling.py                  # nside 32, 64, 128, 256
     python benchmarks/bench_scaling.py --big            # + nside 512, nside 1024 full-sky build, 10 deg disc at 2048
     python benchmarks/bench_scaling.py --tuned-malloc   # children run with glibc's mmap threshold raised (see below)
+    python benchmarks/bench_scaling.py --keep-freed-memory   # children call foscat_core.keep_freed_memory() first
 
 Every cell of the table is one fresh subprocess (its own peak memory), full sky, float32 unless
 said, the stencil disk cache off (``FOSCAT_CORE_CACHE_DIR=""``), ``--threads`` torch threads.
@@ -25,6 +26,8 @@ are ready, i.e. what the measured work added (torch itself is ~300 MB more).
 ``--tuned-malloc`` runs the children with bench_conv's ``TUNED_MALLOC`` (``MALLOC_MMAP_THRESHOLD_`` etc.):
 glibc otherwise gives every buffer over 32 MB fresh pages from the kernel and returns them on
 free, so from nside 256 on each training step page-faults its activations in again.
+``--keep-freed-memory`` does the same from inside the process, as a user would: each child calls
+``foscat_core.keep_freed_memory()`` before its work.
 """
 
 import argparse
@@ -123,6 +126,8 @@ def child(spec):
     import foscat_core  # noqa: F401  (imported before the memory baseline)
 
     torch.set_num_threads(spec["threads"])
+    if spec.get("keep_freed_memory"):
+        foscat_core.keep_freed_memory()
     if spec["what"] == "build":
         from foscat_core import SphericalStencil
 
@@ -156,6 +161,7 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--tuned-malloc", action="store_true")
+    p.add_argument("--keep-freed-memory", action="store_true", help="children call foscat_core.keep_freed_memory()")
     p.add_argument("--only", nargs="+", default=["conv", "unet", "scat", "build"])
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -168,7 +174,8 @@ def main(argv=None):
     nsides = NSIDES + ((512,) if args.big else ())
     print(f"bench_scaling: {platform.machine()}, {os.cpu_count()} logical cores, python {platform.python_version()}, "
           f"torch {torch.__version__}, {args.threads} thread(s), median of {args.reps}; "
-          f"malloc {'tuned' if args.tuned_malloc else 'default'}")
+          f"malloc {'tuned' if args.tuned_malloc else 'default'}"
+          f"{', keep_freed_memory()' if args.keep_freed_memory else ''}")
     head = f"{'nside':>6s}{'cells':>9s}" + "".join(f" | {name:>19s}" for name in ("conv", "U-Net", "scat", "build"))
     print(head + f"{'':6s}")
     units = " | {:>6s}{:>6s}{:>7s}".format("wall", "cpu", "MB")
@@ -177,7 +184,8 @@ def main(argv=None):
     for nside in nsides:
         row = f"{nside:>6d}{12 * nside * nside:>9d}"
         for what in ("conv", "unet", "scat", "build"):
-            spec = {"what": what, "nside": nside, "reps": args.reps, "threads": args.threads, "radius": None}
+            spec = {"what": what, "nside": nside, "reps": args.reps, "threads": args.threads, "radius": None,
+                    "keep_freed_memory": args.keep_freed_memory}
             r = run_child(spec, env) if what in args.only else None
             if r is None:
                 row += " | " + "{:>19s}".format("-")

@@ -11,6 +11,7 @@ One codebase for NumPy, PyTorch and TensorFlow; importing this package imports n
 
 from foscat_core.backends import get_backend, set_backend
 
+from .allocator import keep_freed_memory
 from .domain import Domain
 from .pyramid_ops import down, ud_grade_2, up, up_grade
 from .stencils import SphericalStencil, cache_dir, clear_memory_cache
@@ -28,5 +29,6 @@ __all__ = [
     "set_backend",
     "cache_dir",
     "clear_memory_cache",
+    "keep_freed_memory",
     "__version__",
 ]
