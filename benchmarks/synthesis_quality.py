@@ -22,7 +22,13 @@ Losses (operator ``funct(KERNELSZ=5, NORIENT=4)``, no norm, as in the README):
   ``--realisations`` other draws of the target's process;
 * ``readme+hist`` (the README's recommendation): ``readme`` plus ``--hist-weight`` times
   ``histogram_distance(x, target)`` (the one-point term, ``foscat_core.synthesis.histogram_distance``);
-* ``self+hist``: the same with statistics normalised by ``norm="self"``.
+* ``self+hist``: the same with statistics normalised by ``norm="self"``;
+* ``hist+morph`` (the README's recommendation since the filaments' V1/V2 were fixed): ``readme+hist``
+  plus ``--s2-weight`` (1) times ``mean((log S2 - log S2_ref)**2)`` (every scale's power, relatively:
+  pins the largest scales, whose S2 weigh little in the plain squared difference) plus
+  ``--morph-weight`` (0.5) times ``morphology_distance(x, target)`` (the level lines' length and
+  curvature conditioned on the value, ``foscat_core.synthesis.morphology_distance``;
+  ``--morph-bins`` value windows, ``--morph-features`` among gradient, curvature, laplacian).
 
 Every synthesis starts from the same white noise. At each checkpoint it reports the band power
 ratio synthesis / target per octave (``l = 4-8, 8-16, ..., nside-2 nside``), skewness and excess
@@ -46,7 +52,7 @@ import numpy as np  # noqa: E402
 from foscat_core.demo.data import cmb_spectrum  # noqa: E402
 from foscat_core.diagnostics import band_power_ratios, minkowski_functionals, moments  # noqa: E402
 from foscat_core.scattering import funct  # noqa: E402
-from foscat_core.synthesis import Loss, Synthesis, histogram_distance  # noqa: E402
+from foscat_core.synthesis import Loss, Synthesis, histogram_distance, morphology_distance  # noqa: E402
 
 
 def gaussian(cl, nside, seed, fwhm=0.0):
@@ -86,6 +92,18 @@ def hist_loss(x, op, args):
     return stats.reduce_mean_batch((stats - ref) ** 2) + weight * histogram_distance(x, target)
 
 
+def morph_loss(x, op, args):
+    """readme + hist + s2_weight * log-S2 term + morph_weight * morphology_distance."""
+    ref, target, weight, morph_weight, morph_kw, s2_weight = args
+    stats = op.eval(x)
+    out = (stats.reduce_mean_batch((stats - ref) ** 2) + weight * histogram_distance(x, target)
+           + morph_weight * morphology_distance(x, target, **morph_kw))
+    if s2_weight:
+        xp = op.backend.xp
+        out = out + s2_weight * xp.mean((xp.log(stats.S2) - xp.log(ref.S2)) ** 2)
+    return out
+
+
 def quality(m, target, thresholds):
     """(band ratios, skewness ratio, kurtosis ratio, [V0, V1, V2] errors relative to range)."""
     _, ratios = band_power_ratios(m, target)
@@ -103,10 +121,11 @@ def row(label, iters, q, seconds):
             f"{mf[2]:5.3f} | {seconds:6.1f} |")
 
 
-LOSSES = ("readme", "distance", "dist+sigma", "readme+hist", "self+hist")
+LOSSES = ("readme", "distance", "dist+sigma", "readme+hist", "self+hist", "hist+morph")
 
 
-def run_target(kind, nside, iters, backend, n_real, xi=None, losses=LOSSES, hist_weight=10.0):
+def run_target(kind, nside, iters, backend, n_real, xi=None, losses=LOSSES, hist_weight=10.0, morph_weight=0.5,
+               morph_kw=None, s2_weight=1.0):
     raw = draw(kind, nside, 0)
     mean, std = raw.mean(), raw.std()
     target = (raw - mean) / std  # the target standardised; its realisations in the same units
@@ -128,7 +147,9 @@ def run_target(kind, nside, iters, backend, n_real, xi=None, losses=LOSSES, hist
     for label, fn, args in (("readme", readme_loss, (ref,)), ("distance", distance_loss, (ref,)),
                             ("dist+sigma", sigma_loss, (ref, sigma)),
                             ("readme+hist", hist_loss, (ref, target, hist_weight, None)),
-                            ("self+hist", hist_loss, (op.eval(target, norm="self"), target, hist_weight, "self"))):
+                            ("self+hist", hist_loss, (op.eval(target, norm="self"), target, hist_weight, "self")),
+                            ("hist+morph", morph_loss,
+                             (ref, target, hist_weight, morph_weight, morph_kw or {}, s2_weight))):
         if label not in losses:
             continue
         synth = Synthesis([Loss(fn, op, *args)], verbose=False)
@@ -151,7 +172,13 @@ def main():
                         choices=["lognormal", "filaments"])
     parser.add_argument("--realisations", type=int, default=8, help="maps sigma is estimated from")
     parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
-    parser.add_argument("--hist-weight", type=float, default=10.0, help="weight of the histogram term of readme+hist and self+hist")
+    parser.add_argument("--hist-weight", type=float, default=10.0, help="weight of the histogram term of readme+hist, self+hist and hist+morph")
+    parser.add_argument("--s2-weight", type=float, default=1.0,
+                        help="weight of the log-S2 term of hist+morph (relative power per scale)")
+    parser.add_argument("--morph-weight", type=float, default=0.5, help="weight of the morphology term of hist+morph")
+    parser.add_argument("--morph-bins", type=int, default=16, help="value bins of the morphology term")
+    parser.add_argument("--morph-features", nargs="+", default=["gradient", "curvature"],
+                        choices=["gradient", "curvature", "laplacian"], help="local features of the morphology term")
     parser.add_argument("--xi", type=float, default=None,
                         help="wavelet carrier in units of pi radians per pixel (default: the operator's, 0.6; "
                              "0.75 for the statistics of earlier versions)")
@@ -166,7 +193,8 @@ def main():
     for nside in args.nsides:
         for kind in args.targets:
             run_target(kind, nside, sorted(args.iters), args.backend, args.realisations,
-                       None if args.xi is None else args.xi * np.pi, args.losses, args.hist_weight)
+                       None if args.xi is None else args.xi * np.pi, args.losses, args.hist_weight, args.morph_weight,
+                       {"n_bins": args.morph_bins, "features": tuple(args.morph_features)}, args.s2_weight)
 
 
 if __name__ == "__main__":

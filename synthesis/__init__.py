@@ -12,5 +12,7 @@ from .loss import BackendOnly, Loss
 from .synthesis import SYNTHESIS_BACKENDS, Synthesis
 from .generator import Generator
 from .histogram import histogram_distance
+from .morphology import morphology_distance
 
-__all__ = ["Loss", "BackendOnly", "Synthesis", "SYNTHESIS_BACKENDS", "Generator", "histogram_distance"]
+__all__ = ["Loss", "BackendOnly", "Synthesis", "SYNTHESIS_BACKENDS", "Generator", "histogram_distance",
+           "morphology_distance"]
