@@ -44,8 +44,14 @@ def keep_freed_memory(max_block_bytes=1 << 30):
 
     Examples
     --------
+    Once, at the start of a script that works on large maps: ``fc.keep_freed_memory()``
+    (not run here: it would change the allocator of the process running these examples).
+
     >>> import foscat_core as fc
-    >>> fc.keep_freed_memory()  # doctest: +SKIP  (process-wide: once, at the start of a script)
+    >>> fc.keep_freed_memory(0)
+    Traceback (most recent call last):
+    ...
+    ValueError: max_block_bytes must be in [1, 2147483647], got 0
     """
     if isinstance(max_block_bytes, bool) or not isinstance(max_block_bytes, int):
         raise TypeError(f"max_block_bytes must be an int, got {type(max_block_bytes).__name__}")
