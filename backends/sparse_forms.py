@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 KINDS = ("contract", "interp", "adjoint")
+_CHUNK_CELLS = 1 << 16  # cells per chunk of from_taps: its temporaries stay a few MB
 
 
 class SparseForms:
@@ -70,16 +71,33 @@ class SparseForms:
             raise ValueError(f"index and weight must both have shape (N, P, neighbours), got {index.shape} "
                              f"and {weight.shape}")
         n, p = index.shape[:2]
-        if tap_major:
-            index, weight = np.transpose(index, (1, 0, 2)), np.transpose(weight, (1, 0, 2))
-        keep = weight != 0.0
-        if tap_major:
-            cols, shape = index[keep], (p * n, n)
-        else:
-            cols, shape = (index * p + np.arange(p)[None, :, None])[keep], (n, n * p)
+        shape = (p * n, n) if tap_major else (n, n * p)
+        # Filled in chunks of cells: no table-sized temporaries (nside 1024: 450 M entries).
+        counts = np.empty((p, n) if tap_major else (n,), dtype=np.int64)
+        for c in range(0, n, _CHUNK_CELLS):
+            keep = weight[c:c + _CHUNK_CELLS] != 0.0
+            if tap_major:
+                counts[:, c:c + _CHUNK_CELLS] = keep.sum(axis=2).T
+            else:
+                counts[c:c + _CHUNK_CELLS] = keep.sum(axis=(1, 2))
         indptr = np.zeros(shape[0] + 1, dtype=np.int64)
-        np.cumsum(keep.reshape(shape[0], -1).sum(axis=1), out=indptr[1:])
-        return cls(indptr, cols, weight[keep], shape, dtype)
+        np.cumsum(counts.reshape(-1), out=indptr[1:])
+        nnz = int(indptr[-1])
+        cols = np.empty(nnz, dtype=np.int32 if max(nnz, *shape) < 2**31 - 1 else np.int64)
+        values = np.empty(nnz, dtype=np.float64 if str(dtype) == "float64" else np.float32)
+        taps = np.arange(p)[None, :, None]
+        for c in range(0, n, _CHUNK_CELLS):
+            sl = slice(c, min(c + _CHUNK_CELLS, n))
+            idx, wgt = index[sl], weight[sl]
+            keep = wgt != 0.0
+            if tap_major:  # rows p * N + n: one contiguous run of rows per tap
+                for tap in range(p):
+                    lo, hi = indptr[tap * n + sl.start], indptr[tap * n + sl.stop]
+                    cols[lo:hi], values[lo:hi] = idx[:, tap][keep[:, tap]], wgt[:, tap][keep[:, tap]]
+            else:
+                lo, hi = indptr[sl.start], indptr[sl.stop]
+                cols[lo:hi], values[lo:hi] = (idx * p + taps)[keep], wgt[keep]
+        return cls(indptr, cols, values, shape, dtype)
 
     @property
     def nnz(self):

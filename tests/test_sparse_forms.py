@@ -25,8 +25,12 @@ def _dense_from_taps(index, weight):
     return a
 
 
+@pytest.mark.parametrize("chunk_cells", [1 << 16, 7])  # one chunk of cells, or many (large maps)
 @pytest.mark.parametrize("cell_ids", [None, np.arange(40, 90)])
-def test_every_form_is_the_dense_operator_rearranged(cell_ids):
+def test_every_form_is_the_dense_operator_rearranged(cell_ids, chunk_cells, monkeypatch):
+    from foscat_core.backends import sparse_forms
+
+    monkeypatch.setattr(sparse_forms, "_CHUNK_CELLS", chunk_cells)
     index, weight = _taps(cell_ids=cell_ids)
     n, p = index.shape[:2]
     a = _dense_from_taps(index, weight)
