@@ -114,12 +114,12 @@ class HealpixUNet(Network):
         NaN inputs are missing cells, given to the network as validity channels (see :class:`Network`).
     checkpointing : bool
         Activation checkpointing: in training (with gradients) each encoder block, and each
-        decoder block with its upsampling, keeps only its inputs and recomputes its activations
-        in the backward pass, one conv → norm → ReLU stage at a time (nested checkpoints; the
-        decoder's first conv reads the upsampled maps and the skip apart, never concatenated): a
-        full-sky torch step's peak memory drops by ~2.1x for ~1.8-2x its time
-        (benchmarks/README.md); results are unchanged up to float rounding. Saved with the network
-        (in its config when ``True``).
+        decoder block but the last (whose backward runs first) with its upsampling, keeps only its
+        inputs and recomputes its activations in the backward pass, one conv → norm → ReLU stage
+        at a time (nested checkpoints; the decoder's first conv reads the upsampled maps and the
+        skip apart, never concatenated): a full-sky torch step's peak memory drops by ~2.1x for
+        ~1.6-1.8x its time (benchmarks/README.md); results are unchanged up to float rounding.
+        Saved with the network (in its config when ``True``).
 
     Shapes: ``forward(x)`` with x (B, n_chan_in, N_cells) → (B, out_channels, N_cells).
 
@@ -182,7 +182,10 @@ class HealpixUNet(Network):
             skips.append(h)
             h = down(h)
         h = self._block(_apply, self.enc[len(self.chanlist) - 1], h)
-        for up, dec, skip in zip(self.ups, self.dec, reversed(skips)):
-            h = self._block(_up_block, up, dec, h, skip)
+        last = len(self.dec) - 1
+        for i, (up, dec, skip) in enumerate(zip(self.ups, self.dec, reversed(skips))):
+            # The last block's backward runs first: a block-level checkpoint would recompute it at
+            # once and save nothing; its stages still checkpoint themselves.
+            h = _up_block(up, dec, h, skip) if i == last else self._block(_up_block, up, dec, h, skip)
         return self.head(gauge_mean(self.backend.xp, h, self.n_gauges))
 
