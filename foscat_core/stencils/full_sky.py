@@ -36,25 +36,25 @@ def fill_rotated_faces(index, weight, nside, kernel_sz, gauge_type, run=map):
     perms = _tap_permutations(kernel_sz, gauge_type)
 
     def copy(job):
-        base, step, cells = job
+        base, cells = job
         src = slice(base * n_face + cells.start, base * n_face + cells.stop)
-        dst = slice((base + step) * n_face + cells.start, (base + step) * n_face + cells.stop)
-        ids = index[:, src]
+        ids, weights = index[:, src], weight[:, src]
         low = (ids >> shift) & 3
-        rotated = ids + ((((low + step) & 3) - low) << shift)
-        north_perm, south_perm = perms[step]
-        if north_perm is None:  # phi gauge: the taps keep their places
-            index[:, dst], weight[:, dst] = rotated, weight[:, src]
-            return
-        north = _northern(nside, np.arange(src.start, src.stop, dtype=np.int64))
-        for mask, perm in ((north, north_perm), (~north, south_perm)):
-            if mask.any():
-                cells_dst = np.arange(dst.start, dst.stop)[mask]
-                index[:, cells_dst] = rotated[:, mask][:, :, perm]
-                weight[:, cells_dst] = weight[:, src][:, mask][:, :, perm]
+        north = None if gauge_type == "phi" else _northern(nside, np.arange(src.start, src.stop, dtype=np.int64))
+        for step in (1, 2, 3):
+            dst = slice((base + step) * n_face + cells.start, (base + step) * n_face + cells.stop)
+            rotated = ids + ((((low + step) & 3) - low) << shift)
+            north_perm, south_perm = perms[step]
+            if north is None:  # phi gauge: the taps keep their places
+                index[:, dst], weight[:, dst] = rotated, weights
+                continue
+            for mask, perm in ((north, north_perm), (~north, south_perm)):
+                if mask.any():
+                    cells_dst = np.arange(dst.start, dst.stop)[mask]
+                    index[:, cells_dst] = rotated[:, mask][:, :, perm]
+                    weight[:, cells_dst] = weights[:, mask][:, :, perm]
 
-    jobs = [(base, step, slice(s, min(s + _COPY_CELLS, n_face)))
-            for base in _BASE_FACES for step in (1, 2, 3) for s in range(0, n_face, _COPY_CELLS)]
+    jobs = [(base, slice(s, min(s + _COPY_CELLS, n_face))) for base in _BASE_FACES for s in range(0, n_face, _COPY_CELLS)]
     list(run(copy, jobs))
 
 
