@@ -121,3 +121,18 @@ def load_example(name):
     module = util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def synthesise_on_torch_and_tensorflow(loss, target, x0, n_epochs=8):
+    """The same L-BFGS synthesis (``loss`` against ``funct(KERNELSZ=3, NORIENT=2).eval(target)``)
+    on torch and on TensorFlow: ``(outputs, histories)``, torch first."""
+    from foscat_core.scattering import funct
+    from foscat_core.synthesis import Loss, Synthesis
+
+    outs, hists = [], []
+    for name in ("torch", "tensorflow"):
+        op = funct(KERNELSZ=3, NORIENT=2, backend=name)
+        synth = Synthesis([Loss(loss, op, op.eval(target))], verbose=False)
+        outs.append(synth.run(x0, NUM_EPOCHS=n_epochs, factr=1.0))
+        hists.append(synth.get_history())
+    return outs, hists

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import AUTOGRAD_BACKENDS, BACKENDS, to_numpy
+from conftest import AUTOGRAD_BACKENDS, BACKENDS, synthesise_on_torch_and_tensorflow, to_numpy
 from foscat_core.backends import resolve_backend
 from foscat_core.stencils import SphericalStencil
 from foscat_core.synthesis import Loss, Synthesis, histogram_distance, morphology_distance
@@ -150,8 +150,6 @@ def test_torch_and_tensorflow_agree_in_a_synthesis():
     TensorFlow (whose loss Synthesis compiles with tf.function)."""
     pytest.importorskip("torch")
     pytest.importorskip("tensorflow")
-    from foscat_core.scattering import funct
-
     target = squared(N, 4)
     x0 = np.random.default_rng(5).normal(size=N)
 
@@ -161,12 +159,7 @@ def test_torch_and_tensorflow_agree_in_a_synthesis():
         return (st.reduce_mean_batch((st - args[0]) ** 2) + xp.mean((xp.log(st.S2) - xp.log(args[0].S2)) ** 2)
                 + 10.0 * histogram_distance(x, target) + 0.5 * morphology_distance(x, target))
 
-    outs, hists = [], []
-    for name in ("torch", "tensorflow"):
-        op = funct(KERNELSZ=3, NORIENT=2, backend=name)
-        synth = Synthesis([Loss(loss, op, op.eval(target))], verbose=False)
-        outs.append(synth.run(x0, NUM_EPOCHS=8, factr=1.0))
-        hists.append(synth.get_history())
+    outs, hists = synthesise_on_torch_and_tensorflow(loss, target, x0)
     assert len(hists[0]) == len(hists[1]) > 5 and hists[0][-1] < 0.5 * hists[0][0]
     np.testing.assert_allclose(hists[1], hists[0], rtol=1e-7)
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-7)

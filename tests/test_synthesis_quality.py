@@ -12,6 +12,7 @@ import healpy as hp
 import numpy as np
 import pytest
 
+from conftest import synthesise_on_torch_and_tensorflow
 from foscat_core.demo.data import cmb_spectrum
 from foscat_core.diagnostics import band_power_ratios, moments
 from foscat_core.scattering import funct, morlet_bank
@@ -176,12 +177,7 @@ def test_torch_and_tensorflow_agree_with_the_histogram_term(one_torch_thread):
         st = scat_op.eval(x)
         return st.reduce_mean_batch((st - args[0]) ** 2) + 10.0 * histogram_distance(x, target)
 
-    outs, hists = [], []
-    for name in ("torch", "tensorflow"):
-        op = funct(KERNELSZ=3, NORIENT=2, backend=name)
-        synth = Synthesis([Loss(loss, op, op.eval(target))], verbose=False)
-        outs.append(synth.run(x0, NUM_EPOCHS=8, factr=1.0))
-        hists.append(synth.get_history())
+    outs, hists = synthesise_on_torch_and_tensorflow(loss, target, x0)
     assert len(hists[0]) == len(hists[1]) > 5 and hists[0][-1] < 0.5 * hists[0][0]
     np.testing.assert_allclose(hists[1], hists[0], rtol=1e-7)
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-7)
